@@ -1,0 +1,93 @@
+"""Public generators: random_bits, uniform, normal, truncated_normal.
+
+Every function is a pure function of (key, shape, parameters): element ``i`` of
+the flattened C-order tensor depends only on the key and ``i`` (docs/RNG.md), so
+results are identical on every backend and thread count, and ``index=``
+returns exactly ``full[index]`` without computing the rest.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _dispatch
+from ._request import BFLOAT16, Request, dtype_name, make_request
+
+
+def _prepare_out(req: Request, out) -> np.ndarray:
+    if out is None:
+        return np.empty(req.out_shape, dtype=req.dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != req.out_shape:
+        raise ValueError(f"out has shape {out.shape} but the result has shape {req.out_shape}; "
+                         "allocate np.empty(result_shape, dtype)")
+    if out.dtype != req.dtype:
+        raise ValueError(f"out has dtype {out.dtype} but dtype={dtype_name(req.dtype)} was requested; "
+                         "pass a matching dtype= or out array")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous; pass np.ascontiguousarray(out) and copy back")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writeable array")
+    return out
+
+
+def _run(req: Request, out, backend) -> np.ndarray:
+    name, _ = _dispatch.choose_backend(backend, req.size)
+    impl = _dispatch.get_backend(name)       # raises before anything is written
+    result = _prepare_out(req, out)
+    if req.size:
+        flat = result.reshape(-1)
+        if req.dtype == BFLOAT16 or req.dtype == np.float16:
+            flat = flat.view(np.uint16)
+        impl.generate(req, flat)
+    return result
+
+
+def which_backend(shape, *, index=None, backend=None) -> tuple[str, str]:
+    """(name, reason): the backend a call with these arguments would use, and why."""
+    from ._indexing import normalize_index, normalize_shape
+    box = normalize_index(index, normalize_shape(shape))
+    return _dispatch.choose_backend(backend, box.size)
+
+
+def random_bits(shape, key, *, index=None, backend=None, out=None) -> np.ndarray:
+    """uint32 array of ``shape``: flat element i is word i % 4 of Philox4x32-10 at
+    counter (i // 4 mod 2**32, i // 4 div 2**32, 0, 0) under the key's words."""
+    return _run(make_request("bits", shape, key, index=index), out, backend)
+
+
+def uniform(shape, key, low=0.0, high=1.0, *, dtype="float32", index=None, backend=None, out=None):
+    """Uniform on [low, high): never returns ``high`` (bounds rounded to ``dtype``).
+
+    float32/float16/bfloat16: 24-bit uniforms in float32, rounded to the dtype;
+    float64: 53-bit uniforms. Deterministic: a pure function of (key, index).
+    """
+    return _run(make_request("uniform", shape, key, dtype=dtype, index=index, low=low, high=high),
+                out, backend)
+
+
+def normal(shape, key, mean=0.0, std=1.0, *, dtype="float32", index=None, backend=None, out=None):
+    """Normal(mean, std**2) by Box-Muller from IEEE basic operations (docs/RNG.md).
+
+    Tails reach 6.66 std (float32 family) / 8.57 std (float64). Deterministic.
+    """
+    return _run(make_request("normal", shape, key, dtype=dtype, index=index, mean=mean, std=std),
+                out, backend)
+
+
+def truncated_normal(shape, key, mean=0.0, std=1.0, lower=-2.0, upper=2.0, *, dtype="float32",
+                     index=None, backend=None, out=None):
+    """Normal(mean, std**2) conditioned on [mean + lower*std, mean + upper*std].
+
+    ``lower``/``upper`` are in units of std, like JAX/Keras; infinite bounds are
+    allowed. Sampled by inverting the CDF (AS 241), so the cost per element
+    never depends on the draw. The std of the result is *not* rescaled
+    (for [-2, 2] it is 0.8796 * std). Output lies in the closed interval,
+    bounds rounded inward to ``dtype``.
+    """
+    return _run(make_request("truncated_normal", shape, key, dtype=dtype, index=index, mean=mean,
+                             std=std, lower=lower, upper=upper), out, backend)
+
+
+def available_backends() -> tuple[str, ...]:
+    return _dispatch.available_backends()
