@@ -23,6 +23,16 @@ class IndexOutOfRange(IndexError, ValueError):
     """An ``index=`` entry outside the tensor (both an IndexError and a ValueError)."""
 
 
+def _as_int(v):
+    """v as a Python int if it is an integer scalar (not bool), else None."""
+    if isinstance(v, (bool, np.bool_)) or isinstance(v, np.ndarray) and v.ndim:
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
 def normalize_shape(shape) -> tuple[int, ...]:
     if isinstance(shape, (bool, np.bool_)) or not (hasattr(shape, "__index__") or hasattr(shape, "__iter__")):
         raise TypeError(f"shape must be an int or a sequence of ints, got {type(shape).__name__} {shape!r}")
@@ -30,9 +40,9 @@ def normalize_shape(shape) -> tuple[int, ...]:
         shape = (shape,)
     dims = []
     for d in shape:
-        if isinstance(d, (bool, np.bool_)) or not hasattr(d, "__index__"):
+        if _as_int(d) is None:
             raise TypeError(f"shape entries must be ints, got {type(d).__name__} {d!r} in {tuple(shape)!r}")
-        d = operator.index(d)
+        d = _as_int(d)
         if d < 0:
             raise ValueError(f"shape entries must be >= 0, got {d} in {tuple(shape)!r}")
         dims.append(d)
@@ -93,8 +103,8 @@ def normalize_index(index, shape: tuple[int, ...]) -> Box:
             starts.append(lo if size else 0)
             sizes.append(size)
             out_shape.append(size)
-        elif hasattr(it, "__index__") and not isinstance(it, (bool, np.bool_)):
-            i = operator.index(it)
+        elif _as_int(it) is not None:
+            i = _as_int(it)
             if not -dim <= i < dim:
                 raise IndexOutOfRange(f"index {i} is out of range for axis {ax} of size {dim}")
             starts.append(i % dim)

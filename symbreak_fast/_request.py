@@ -53,38 +53,34 @@ def _finfo(dt: np.dtype):
 
 
 def _to_dtype(x: float, dt: np.dtype) -> float:
-    """x rounded (RNE) to dt, as a Python float."""
-    return float(np.asarray(x, dtype=np.float64).astype(np.float32 if dt != np.float64 else np.float64)
-                 .astype(dt).astype(np.float64)) if dt != np.float64 else float(x)
+    """x rounded (RNE) to dt as a Python float; float16/bfloat16 via float32, as the kernels do."""
+    if dt == np.float64:
+        return float(x)
+    with np.errstate(over="ignore"):
+        return float(np.float32(x).astype(dt).astype(np.float64))
 
 
 def _next_toward(x: float, dt: np.dtype, direction: float) -> float:
-    """The dt value next to dt-representable ``x`` toward ``direction``."""
-    a = np.asarray([x], dtype=dt)
-    if dt == BFLOAT16 or dt == np.float16:
-        bits = a.view(np.uint16).astype(np.int64)
-        mag_up = (direction > x) == (x >= 0)
-        if x == 0:
-            v = 1  # smallest subnormal
-            bits = np.asarray([v if direction > 0 else (0x8000 | v)])
-        else:
-            bits = bits + (1 if mag_up else -1)
-        return float(bits.astype(np.uint16).view(dt).astype(np.float64)[0])
-    return float(np.nextafter(a, np.asarray([direction], dtype=dt))[0])
+    """The dt value adjacent to the dt-representable ``x`` in the direction of ``direction``."""
+    if dt == np.float64 or dt == np.float32:
+        return float(np.nextafter(dt.type(x), dt.type(direction)))
+    # 16-bit floats: step the sign-magnitude bit pattern
+    bits = int(np.asarray([x], dtype=dt).view(np.uint16)[0])
+    if x == 0:
+        bits = 0x0001 if direction > 0 else 0x8001
+    elif (direction > x) == (x > 0):
+        bits += 1     # away from zero
+    else:
+        bits -= 1     # toward zero
+    return float(np.asarray([bits], dtype=np.uint16).view(dt).astype(np.float64)[0])
 
 
 def _round_inward(x: float, dt: np.dtype, up: bool) -> float:
-    """Smallest dt value >= x (up) or largest dt value <= x (not up)."""
-    if math.isinf(x):
-        return x
-    r = float(np.asarray(x, dtype=np.float64).astype(np.float32).astype(dt).astype(np.float64)) \
-        if dt != np.float64 else x
-    if dt != np.float64 and dt != np.float32:
-        # the two-step rounding above may land on either side; step to the inner side
-        pass
+    """The smallest dt value >= x (``up``) or the largest dt value <= x."""
+    r = _to_dtype(x, dt)
     if up and r < x:
         r = _next_toward(r, dt, math.inf)
-    if not up and r > x:
+    elif not up and r > x:
         r = _next_toward(r, dt, -math.inf)
     return r
 
@@ -153,7 +149,8 @@ def make_request(dist, shape, key, *, dtype="float32", index=None, **p) -> Reque
         if max(abs(low_t), abs(high_t)) > fmax or math.isinf(low_t) or math.isinf(high_t):
             raise ValueError(f"low={low}, high={high} overflow {dtype_name(dt)}")
         cdt = np.float64 if dt == np.float64 else np.float32
-        span = float(cdt(high_t) - cdt(low_t))
+        with np.errstate(over="ignore"):
+            span = float(cdt(high_t) - cdt(low_t))
         if math.isinf(span):
             raise ValueError(f"high - low = {high_t - low_t} overflows {np.dtype(cdt).name}; "
                              "narrow the interval")
