@@ -105,7 +105,7 @@ class Request:
     scale: float = 1.0
     lo: float = -math.inf
     hi: float = math.inf
-    pa: float = 0.0           # truncated normal: Phi(a), Phi(-b), P(a<Z<b)
+    pa: float = 0.0           # truncated normal: Phi(a), Phi(-b), P(a<Z<b) (x 2**64 for float32)
     qb: float = 0.0
     mass: float = 1.0
 
@@ -196,7 +196,7 @@ def make_request(dist, shape, key, *, dtype="float32", index=None, **p) -> Reque
     hi = _round_inward(shift + scale * b, dt, up=False) if math.isfinite(b) else math.inf
     if lo > hi:  # std so small that no dt value lies strictly inside: pin to the mean
         lo = hi = _to_dtype(mean, dt)
-    if compute == "float32":
-        pa, qb, mass = (float(np.float32(v)) for v in (pa, qb, mass))
+    if compute == "float32":  # scaled by 2**64 (exact in float64), then rounded once
+        pa, qb, mass = (float(np.float32(math.ldexp(v, 64))) for v in (pa, qb, mass))
     return Request("truncated_normal", dt, box, k0, k1, shift=shift, scale=scale,
                    lo=lo, hi=hi, pa=pa, qb=qb, mass=mass)

@@ -134,9 +134,11 @@ def bits_to_radius_float64(hi, lo):
 #   log(m) = 2 atanh(s) = 2s (1 + s^2/3 + s^4/5 + ...),  |s| <= 0.1716.
 #   log(x) = k*LN2_HI + (log(m) + k*LN2_LO); k*LN2_HI is exact (LN2_HI has
 #   trailing zero bits), so the only large rounding is the final add.
+#   ``k_offset`` adds an integer to k: log(x * 2**k_offset) without forming the
+#   product (the float32 truncated normal works on probabilities scaled by 2**64).
 # ---------------------------------------------------------------------------
-LN2_HI_F32 = f32(6.9313812256e-01)   # 0x3f317180, 7 trailing zero bits
-LN2_LO_F32 = f32(9.0580006145e-06)   # ln 2 - LN2_HI_F32
+LN2_HI_F32 = f32(0.693145751953125)  # 0x3f317200: 9 trailing zero bits, k*LN2_HI exact for |k| < 512
+LN2_LO_F32 = f32(1.4286068202862268e-06)  # ln 2 - LN2_HI_F32
 SQRT_HALF_BITS_F32 = 0x3F3504F3      # float32 bits of sqrt(1/2)
 # atanh series 2/(2n+1) truncated after s^8: next term s^10/11 < 2e-9 relative.
 LOG_F32_C = tuple(f32(1.0 / (2 * n + 1)) for n in range(1, 5))
@@ -148,8 +150,8 @@ SQRT_HALF_BITS_F64 = 0x3FE6A09E667F3BCD
 LOG_F64_C = tuple(f64(1.0 / (2 * n + 1)) for n in range(1, 11))
 
 
-def log_float32(x):
-    """Natural log of positive normal float32 ``x`` (our inputs are >= 2**-126)."""
+def log_float32(x, k_offset=0):
+    """log(x) + k_offset * log(2) for positive normal float32 ``x`` (inputs are >= 2**-126)."""
     bits = x.view(u32)
     # k = exponent relative to sqrt(1/2): arithmetic shift of the signed difference
     k = (bits - u32(SQRT_HALF_BITS_F32)).view(np.int32) >> np.int32(23)
@@ -161,7 +163,7 @@ def log_float32(x):
     p = z * (c1 + z * (c2 + z * (c3 + z * c4)))
     two_s = s + s
     log_m = two_s + two_s * p
-    kf = k.astype(f32)
+    kf = (k + np.int32(k_offset)).astype(f32)
     return kf * LN2_HI_F32 + (log_m + kf * LN2_LO_F32)
 
 
@@ -318,17 +320,25 @@ PPND_SPLIT2 = 5.0     # r = sqrt(-log s) <= SPLIT2: intermediate tail, else far 
 PPND_CONST1 = 0.180625
 PPND_CONST2 = 1.6
 
-TINY_F32 = f32(2.0 ** -126)   # smallest normal float32: floor for s before log
+TINY_F32 = f32(2.0 ** -126)   # smallest normal float32: floor for s before log (never reached)
 TINY_F64 = f64(2.0 ** -1022)
+TRUNC_SCALE_EXP_F32 = 64                       # float32 truncated normal: probabilities * 2**64
+TRUNC_HALF_SCALED_F32 = f32(2.0 ** 63)         # 1/2 scaled
+TRUNC_UNSCALE_F32 = f32(2.0 ** -64)
 
 
 def ndtri_lower_float32(s):
-    """Phi^{-1}(s) for float32 s in (0, 1/2] (result <= 0); AS 241 PPND7."""
+    """Phi^{-1}(s * 2**-64) for float32 s in (0, 2**63] (result <= 0); AS 241 PPND7.
+
+    The float32 truncated normal carries its probabilities scaled by 2**64
+    (TRUNC_SCALE_F32) so that tail masses down to Q(13) ~ 6e-39 and their
+    fractions stay normal floats: no subnormal ever reaches the log.
+    """
     s = np.maximum(s, TINY_F32)
-    q = s - f32(0.5)
+    q = (s - TRUNC_HALF_SCALED_F32) * TRUNC_UNSCALE_F32   # = s * 2**-64 - 1/2, one rounding
     rc = f32(PPND_CONST1) - q * q
     central = q * _horner(rc, PPND7_A) / _horner(rc, PPND7_B)
-    rt = np.sqrt(-log_float32(s))
+    rt = np.sqrt(-log_float32(s, -TRUNC_SCALE_EXP_F32))
     r1 = rt - f32(PPND_CONST2)
     mid = _horner(r1, PPND7_C) / _horner(r1, PPND7_D)
     r2 = rt - f32(PPND_SPLIT2)
@@ -356,23 +366,23 @@ def truncated_standard_normal_float32(u, pa, qb, mass):
     """Standard normal truncated to [a, b] by inversion, from open uniform u in (0, 1).
 
     pa = Phi(a), qb = Phi(-b) (the two outer tail masses) and mass = P(a < Z < b)
-    come from the host (see _tail.py). The draw v = mass*u is measured from the
-    lower bound as a lower-tail probability p = pa + v and from the upper bound
-    as an upper-tail probability q = qb + (mass - v); the smaller of the two is
-    inverted, so both tails keep full relative precision.
+    come from the host (_tail.py), all scaled by 2**64 in float32 (see
+    ndtri_lower_float32). The draw is measured from the lower bound as a
+    lower-tail probability p = pa + mass*u and from the upper bound as an
+    upper-tail probability q = qb + mass*(1 - u) (1 - u is exact); the smaller
+    of the two is inverted, so both tails keep their relative precision.
     """
-    v = mass * u
-    p = pa + v
-    q = qb + (mass - v)
+    p = pa + mass * u
+    q = qb + mass * (f32(1.0) - u)
     lower = p < q
     z = ndtri_lower_float32(np.minimum(p, q))   # <= 0
     return np.where(lower, z, -z)
 
 
 def truncated_standard_normal_float64(u, pa, qb, mass):
-    v = mass * u
-    p = pa + v
-    q = qb + (mass - v)
+    """As the float32 version, unscaled: float64 holds Q(13) ~ 6e-39 and its fractions."""
+    p = pa + mass * u
+    q = qb + mass * (f64(1.0) - u)
     lower = p < q
     z = ndtri_lower_float64(np.minimum(p, q))
     return np.where(lower, z, -z)

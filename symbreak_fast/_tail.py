@@ -12,9 +12,9 @@ import math
 from decimal import Decimal, localcontext
 from functools import lru_cache
 
-# the farthest the nearer truncation bound may lie from the mean: Q(13) ~ 6e-39,
-# just above the smallest normal float32 (1.2e-38), so the tail mass of the
-# interval stays representable in every dtype.
+# the farthest the nearer truncation bound may lie from the mean. Q(13) ~ 6.1e-39;
+# the float32 kernels carry tail masses scaled by 2**64 (Q(13) * 2**64 ~ 1.1e-19, and
+# its fractions down to 2**-24 of it stay normal floats), float64 holds them as they are.
 MAX_NEAR_BOUND = 13.0
 
 

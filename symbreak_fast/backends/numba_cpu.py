@@ -63,6 +63,9 @@ CONST1_F32, CONST2_F32 = np.float32(S.PPND_CONST1), np.float32(S.PPND_CONST2)
 SPLIT1_F64, SPLIT2_F64 = np.float64(S.PPND_SPLIT1), np.float64(S.PPND_SPLIT2)
 CONST1_F64, CONST2_F64 = np.float64(S.PPND_CONST1), np.float64(S.PPND_CONST2)
 TINY_F32, TINY_F64 = S.TINY_F32, S.TINY_F64
+TRUNC_SCALE_EXP_F32 = S.TRUNC_SCALE_EXP_F32
+TRUNC_HALF_SCALED_F32 = S.TRUNC_HALF_SCALED_F32
+TRUNC_UNSCALE_F32 = S.TRUNC_UNSCALE_F32
 
 
 def available() -> tuple[bool, str]:
@@ -214,7 +217,7 @@ def bits_to_radius_float64(hi, lo):
 # log
 # ---------------------------------------------------------------------------
 @njit(**_INL)
-def log_float32(x):
+def log_float32(x, k_offset):
     bits = np.float32(x).view(np.uint32)
     k = np.int32(np.uint32(bits - SQRT_HALF_BITS_F32)) >> np.int32(23)
     m = np.uint32(bits - np.uint32(k << np.int32(23))).view(np.float32)
@@ -224,7 +227,7 @@ def log_float32(x):
     p = z * (LOG_F32_C1 + z * (LOG_F32_C2 + z * (LOG_F32_C3 + z * LOG_F32_C4)))
     two_s = s + s
     log_m = two_s + two_s * p
-    kf = np.float32(k)
+    kf = np.float32(np.int32(k + np.int32(k_offset)))
     return kf * LN2_HI_F32 + (log_m + kf * LN2_LO_F32)
 
 
@@ -295,15 +298,18 @@ def sincos_poly_float64(x):
 @njit(**_INL)
 def _quadrant_rotate_float32(q, swap, s, c):
     """_spec._quadrant_rotate with integer masks: selects and sign flips on the bit
-    patterns (exactly np.where / unary minus), so LLVM vectorizes it."""
-    m = np.uint32(np.uint32(0) - np.uint32(swap ^ (q & np.uint32(1))))
-    sb = np.float32(s).view(np.uint32)
-    cb = np.float32(c).view(np.uint32)
-    cos_b = (sb & m) | (cb & ~m)
-    sin_b = (cb & m) | (sb & ~m)
-    flip_c = np.uint32(((q + np.uint32(1)) >> np.uint32(1)) & np.uint32(1)) << np.uint32(31)
-    flip_s = np.uint32(q >> np.uint32(1)) << np.uint32(31)
-    return np.uint32(cos_b ^ flip_c).view(np.float32), np.uint32(sin_b ^ flip_s).view(np.float32)
+    patterns (exactly np.where / unary minus), so LLVM vectorizes it. Every integer
+    step is wrapped in np.uint32 so the vector lanes stay 32 bits wide."""
+    U = np.uint32
+    m = U(U(0) - U(swap ^ U(q & U(1))))
+    nm = U(~m)
+    sb = np.float32(s).view(U)
+    cb = np.float32(c).view(U)
+    cos_b = U(U(sb & m) | U(cb & nm))
+    sin_b = U(U(cb & m) | U(sb & nm))
+    flip_c = U(U(U(U(q + U(1)) >> U(1)) & U(1)) << U(31))
+    flip_s = U(U(q >> U(1)) << U(31))
+    return U(cos_b ^ flip_c).view(np.float32), U(sin_b ^ flip_s).view(np.float32)
 
 
 @njit(**_INL)
@@ -320,12 +326,13 @@ def _quadrant_rotate_float64(q, swap, s, c):
 
 @njit(**_INL)
 def angle_cos_sin_float32(w):
-    k = np.uint32(w) >> np.uint32(8)
-    q = k >> np.uint32(22)
-    j = k & np.uint32(0x3FFFFF)
-    swap = j >> np.uint32(21)                                   # upper half of the quadrant
-    j = j ^ (np.uint32(np.uint32(0) - swap) & np.uint32(0x3FFFFF))  # = 0x3FFFFF - j there
-    x = np.float32(np.int32(j * np.uint32(2) + np.uint32(1))) * PI_2M24_F32
+    U = np.uint32
+    k = U(U(w) >> U(8))
+    q = U(k >> U(22))
+    j = U(k & U(0x3FFFFF))
+    swap = U(j >> U(21))                                # upper half of the quadrant
+    j = U(j ^ U(U(U(0) - swap) & U(0x3FFFFF)))          # = 0x3FFFFF - j there
+    x = np.float32(np.int32(U(U(j << U(1)) | U(1)))) * PI_2M24_F32
     s, c = sincos_poly_float32(x)
     return _quadrant_rotate_float32(q, swap, s, c)
 
@@ -344,7 +351,7 @@ def angle_cos_sin_float64(hi, lo):
 
 @njit(**_INL)
 def box_muller_radius_float32(u1):
-    return np.sqrt(log_float32(u1) * F32_M2)
+    return np.sqrt(log_float32(u1, 0) * F32_M2)
 
 
 @njit(**_INL)
@@ -362,9 +369,9 @@ def ndtri_lower_float32(s):
     bit for bit, and -(a/b) == (-a)/b, so one division serves all three
     branches; choosing the tail coefficients first is likewise exact."""
     s = max(s, TINY_F32)
-    q = s - F32_HALF
+    q = (s - TRUNC_HALF_SCALED_F32) * TRUNC_UNSCALE_F32
     rc = CONST1_F32 - q * q
-    rt = np.sqrt(-log_float32(s))
+    rt = np.sqrt(-log_float32(s, -TRUNC_SCALE_EXP_F32))
     mid = rt <= SPLIT2_F32
     r = (rt - CONST2_F32) if mid else (rt - SPLIT2_F32)
     c0 = C7[0] if mid else E7[0]
@@ -411,9 +418,8 @@ def ndtri_lower_float64(s):
 
 @njit(**_INL)
 def truncated_standard_normal_float32(u, pa, qb, mass):
-    v = mass * u
-    p = pa + v
-    q = qb + (mass - v)
+    p = pa + mass * u
+    q = qb + mass * (F32_1 - u)
     lower = p < q
     z = ndtri_lower_float32(min(p, q))
     return z if lower else -z
@@ -421,9 +427,8 @@ def truncated_standard_normal_float32(u, pa, qb, mass):
 
 @njit(**_INL)
 def truncated_standard_normal_float64(u, pa, qb, mass):
-    v = mass * u
-    p = pa + v
-    q = qb + (mass - v)
+    p = pa + mass * u
+    q = qb + mass * (F64_1 - u)
     lower = p < q
     z = ndtri_lower_float64(min(p, q))
     return z if lower else -z
