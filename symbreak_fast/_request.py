@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 # largest |z| a standard variate of each compute precision can take (normal tails)
 MAX_ABS_NORMAL = {"float32": 6.67, "float64": 8.58}
+TRUNC_REACH = 16.0
 
 
 def normalize_dtype(dtype) -> np.dtype:
@@ -185,12 +186,14 @@ def make_request(dist, shape, key, *, dtype="float32", index=None, **p) -> Reque
             f"the truncation interval [{a}, {b}] (in std units) lies entirely beyond "
             f"{MAX_NEAR_BOUND} std from the mean, where its probability mass underflows; "
             "shift `mean` toward the interval instead")
-    zmax = max(abs(a) if math.isfinite(a) else 0.0, abs(b) if math.isfinite(b) else 0.0,
-               MAX_ABS_NORMAL["float64"] if not (math.isfinite(a) and math.isfinite(b)) else 0.0)
-    zmax = min(zmax, 40.0)
+    # reach of the standardized draw on each side: the bound itself, or for an infinite
+    # (or very far) bound the inverse CDF of the smallest tail mass a draw can produce,
+    # which stays below 16 std (14.2 float32, 15.6 float64, at the 13-std interval limit)
+    zmax = max(min(abs(a), TRUNC_REACH), min(abs(b), TRUNC_REACH))
     if abs(shift) + scale * zmax > fmax:
         raise ValueError(f"truncated_normal(mean={mean}, std={std}, [{a}, {b}]) can reach "
-                         f"{abs(mean) + std * zmax:.4g}, beyond the largest {dtype_name(dt)}")
+                         f"{abs(mean) + std * zmax:.4g}, beyond the largest {dtype_name(dt)} "
+                         f"({fmax:.4g}); use a wider dtype or a smaller std")
     pa, qb, mass = truncation_masses(a, b)
     lo = _round_inward(shift + scale * a, dt, up=True) if math.isfinite(a) else -math.inf
     hi = _round_inward(shift + scale * b, dt, up=False) if math.isfinite(b) else math.inf

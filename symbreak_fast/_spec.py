@@ -140,7 +140,7 @@ def bits_to_radius_float64(hi, lo):
 LN2_HI_F32 = f32(0.693145751953125)  # 0x3f317200: 9 trailing zero bits, k*LN2_HI exact for |k| < 512
 LN2_LO_F32 = f32(1.4286068202862268e-06)  # ln 2 - LN2_HI_F32
 SQRT_HALF_BITS_F32 = 0x3F3504F3      # float32 bits of sqrt(1/2)
-# atanh series 2/(2n+1) truncated after s^8: next term s^10/11 < 2e-9 relative.
+# atanh series 2/(2n+1) truncated after s^8: next term s^10/11 ~ 2.0e-9 relative.
 LOG_F32_C = tuple(f32(1.0 / (2 * n + 1)) for n in range(1, 5))
 
 LN2_HI_F64 = f64(6.93147180369123816490e-01)  # 0x3fe62e42fee00000
@@ -196,7 +196,7 @@ def log_float64(x):
 # ---------------------------------------------------------------------------
 PI_2M24_F32 = f32(np.pi) * f32(2.0 ** -24)   # float32(pi) * 2**-24, exact scaling
 PI_2M52_F64 = f64(np.pi) * f64(2.0 ** -52)
-# Taylor coefficients; truncation error at pi/4 < 3e-9 (f32) / 1e-19 (f64) relative.
+# Taylor coefficients; truncation error at pi/4 ~ 3e-9 (f32) / 1.2e-19 (f64) relative.
 SIN_F32_C = tuple(f32((-1) ** n / _f) for n, _f in ((1, 6.0), (2, 120.0), (3, 5040.0), (4, 362880.0)))
 COS_F32_C = tuple(f32((-1) ** n / _f) for n, _f in ((1, 2.0), (2, 24.0), (3, 720.0), (4, 40320.0), (5, 3628800.0)))
 
@@ -334,7 +334,7 @@ def ndtri_lower_float32(s):
     (TRUNC_SCALE_F32) so that tail masses down to Q(13) ~ 6e-39 and their
     fractions stay normal floats: no subnormal ever reaches the log.
     """
-    s = np.maximum(s, TINY_F32)
+    s = np.where(s < TINY_F32, TINY_F32, s)
     q = (s - TRUNC_HALF_SCALED_F32) * TRUNC_UNSCALE_F32   # = s * 2**-64 - 1/2, one rounding
     rc = f32(PPND_CONST1) - q * q
     central = q * _horner(rc, PPND7_A) / _horner(rc, PPND7_B)
@@ -349,7 +349,7 @@ def ndtri_lower_float32(s):
 
 def ndtri_lower_float64(s):
     """Phi^{-1}(s) for float64 s in (0, 1/2] (result <= 0); AS 241 PPND16."""
-    s = np.maximum(s, TINY_F64)
+    s = np.where(s < TINY_F64, TINY_F64, s)
     q = s - f64(0.5)
     rc = f64(PPND_CONST1) - q * q
     central = q * _horner(rc, PPND16_A) / _horner(rc, PPND16_B)
@@ -375,7 +375,7 @@ def truncated_standard_normal_float32(u, pa, qb, mass):
     p = pa + mass * u
     q = qb + mass * (f32(1.0) - u)
     lower = p < q
-    z = ndtri_lower_float32(np.minimum(p, q))   # <= 0
+    z = ndtri_lower_float32(np.where(lower, p, q))   # <= 0
     return np.where(lower, z, -z)
 
 
@@ -384,7 +384,7 @@ def truncated_standard_normal_float64(u, pa, qb, mass):
     p = pa + mass * u
     q = qb + mass * (f64(1.0) - u)
     lower = p < q
-    z = ndtri_lower_float64(np.minimum(p, q))
+    z = ndtri_lower_float64(np.where(lower, p, q))
     return np.where(lower, z, -z)
 
 
@@ -481,5 +481,12 @@ def standard_normal_float64_elements(g, k0, k1):
 
 
 def affine_clamp(z, shift, scale, lo, hi):
-    """min(max(shift + scale * z, lo), hi) in z's precision (multiply, then add)."""
-    return np.minimum(np.maximum(shift + scale * z, lo), hi)
+    """clamp(shift + scale * z) to [lo, hi] in z's precision (multiply, then add).
+
+    The clamp is two strict comparisons, y < lo -> lo then y > hi -> hi, so a
+    signed zero is kept as computed (min/max functions differ between libraries
+    on -0.0 vs +0.0; comparisons do not).
+    """
+    y = shift + scale * z
+    y = np.where(y < lo, lo, y)
+    return np.where(y > hi, hi, y)

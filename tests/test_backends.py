@@ -74,3 +74,17 @@ def test_normal_golden_from_kat():
         exp += [r * math.cos(theta), r * math.sin(theta)]
     got = sbf.normal(4, 0)
     np.testing.assert_allclose(got, exp, rtol=4 * 2 ** -23, atol=0)
+
+
+@pytest.mark.parametrize("backend", OTHER)
+def test_signed_zero_agrees(backend):
+    # the clamp is written with comparisons, not min/max (which differ on -0.0 vs +0.0)
+    cases = [
+        lambda **kw: sbf.uniform(16, sbf.Key(1234), -0.0, 0.0, **kw),
+        lambda **kw: sbf.uniform((2 ** 26,), 0, -0.0, 1.0, index=(slice(59535970, 59535990),), **kw),
+        lambda **kw: sbf.truncated_normal(16, 3, -0.0, 0.0, **kw),
+        lambda **kw: sbf.normal(16, 3, -0.0, 0.0, **kw),
+    ]
+    for f in cases:
+        for dt in ("float32", "float64", "float16", "bfloat16"):
+            assert_same_bits(f(dtype=dt, backend="numpy"), f(dtype=dt, backend=backend))

@@ -126,3 +126,11 @@ def test_zero_size_shapes_work():
     for gen in GENS.values():
         assert gen((0, 3), 0).shape == (0, 3)
         assert gen(0, 0).shape == (0,)
+
+
+def test_truncated_infinite_bound_overflow_is_rejected():
+    # with an infinite bound draws reach ~14-16 std, so the check can't use the finite bound alone
+    with pytest.raises(ValueError, match="float16"):
+        sbf.truncated_normal(10, 7, std=5000.0, lower=-float("inf"), upper=-13.0, dtype="float16")
+    x = sbf.truncated_normal(10 ** 5, 7, std=1000.0, lower=-float("inf"), upper=-13.0, dtype="float16")
+    assert np.isfinite(x.astype(np.float32)).all()

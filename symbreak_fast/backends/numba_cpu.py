@@ -368,7 +368,7 @@ def ndtri_lower_float32(s):
     (num/den if c else num2/den2) == (num if c else num2)/(den if c else den2)
     bit for bit, and -(a/b) == (-a)/b, so one division serves all three
     branches; choosing the tail coefficients first is likewise exact."""
-    s = max(s, TINY_F32)
+    s = TINY_F32 if s < TINY_F32 else s
     q = (s - TRUNC_HALF_SCALED_F32) * TRUNC_UNSCALE_F32
     rc = CONST1_F32 - q * q
     rt = np.sqrt(-log_float32(s, -TRUNC_SCALE_EXP_F32))
@@ -402,7 +402,7 @@ def _horner8(x, c):
 
 @njit(**_INL)
 def ndtri_lower_float64(s):
-    s = max(s, TINY_F64)
+    s = TINY_F64 if s < TINY_F64 else s
     q = s - F64_HALF
     rc = CONST1_F64 - q * q
     rt = np.sqrt(-log_float64(s))
@@ -421,7 +421,7 @@ def truncated_standard_normal_float32(u, pa, qb, mass):
     p = pa + mass * u
     q = qb + mass * (F32_1 - u)
     lower = p < q
-    z = ndtri_lower_float32(min(p, q))
+    z = ndtri_lower_float32(p if lower else q)
     return z if lower else -z
 
 
@@ -430,7 +430,7 @@ def truncated_standard_normal_float64(u, pa, qb, mass):
     p = pa + mass * u
     q = qb + mass * (F64_1 - u)
     lower = p < q
-    z = ndtri_lower_float64(min(p, q))
+    z = ndtri_lower_float64(p if lower else q)
     return z if lower else -z
 
 
@@ -500,18 +500,25 @@ def _tile32(dist, X0, X1, X2, X3, t, pa, qb, mass):
             t[4 * j + 3] = truncated_standard_normal_float32(bits_to_open_unit_float32(x3[j]), pa, qb, mass)
 
 
+@njit(**_INL)
+def affine_clamp(z, shift, scale, lo, hi):
+    y = shift + scale * z
+    y = lo if y < lo else y
+    return hi if y > hi else y
+
+
 @njit(**_JIT)
 def _store32(out, o, t, s, n, kind, shift, scale, lo, hi):
-    """out[o:o+n] = dtype(clamp(shift + scale * t[s:s+n], lo, hi))  (affine_clamp)."""
+    """out[o:o+n] = dtype(affine_clamp(t[s:s+n]))."""
     if kind == 0:
         for i in range(n):
-            out[o + i] = min(max(shift + scale * t[s + i], lo), hi)
+            out[o + i] = affine_clamp(t[s + i], shift, scale, lo, hi)
     elif kind == 1:
         for i in range(n):
-            out[o + i] = round_float32_to_float16_bits(min(max(shift + scale * t[s + i], lo), hi))
+            out[o + i] = round_float32_to_float16_bits(affine_clamp(t[s + i], shift, scale, lo, hi))
     else:
         for i in range(n):
-            out[o + i] = round_float32_to_bfloat16_bits(min(max(shift + scale * t[s + i], lo), hi))
+            out[o + i] = round_float32_to_bfloat16_bits(affine_clamp(t[s + i], shift, scale, lo, hi))
 
 
 @njit(**_JIT)
@@ -599,7 +606,7 @@ def _segment64(out, o0, g0, n, k0, k1, dist, shift, scale, lo, hi, pa, qb, mass,
         o = o0 + (e_lo - g0)
         s = e_lo - first
         for i in range(e_hi - e_lo):
-            out[o + i] = min(max(shift + scale * t[s + i], lo), hi)
+            out[o + i] = affine_clamp(t[s + i], shift, scale, lo, hi)
         blk += TB
 
 
