@@ -14,12 +14,20 @@ from ._indexing import Box, normalize_index, normalize_shape, row_plan
 from ._key import Key, as_key
 from ._tail import MAX_NEAR_BOUND, truncation_masses
 
-try:  # ml_dtypes is a core dependency; guard only so the error says what to do
-    import ml_dtypes
-    BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover
-    ml_dtypes = None
-    BFLOAT16 = None
+
+
+def bfloat16_dtype() -> np.dtype:
+    """numpy dtype of ml_dtypes.bfloat16, imported on first use (the import costs ~1 s)."""
+    try:
+        import ml_dtypes
+    except ImportError as e:  # pragma: no cover - ml-dtypes is a core dependency
+        raise TypeError("dtype bfloat16 needs the ml-dtypes package: pip install ml-dtypes") from e
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bfloat16(dt: np.dtype) -> bool:
+    """True for ml_dtypes' bfloat16 (recognized by name: no ml_dtypes import needed)."""
+    return dt.name == "bfloat16" and dt.itemsize == 2
 
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 # largest |z| a standard variate of each compute precision can take (normal tails)
@@ -29,9 +37,7 @@ TRUNC_REACH = 16.0
 
 def normalize_dtype(dtype) -> np.dtype:
     if isinstance(dtype, str) and dtype.lower() in ("bfloat16", "bf16"):
-        if BFLOAT16 is None:
-            raise TypeError("dtype bfloat16 needs the ml-dtypes package: pip install ml-dtypes")
-        return BFLOAT16
+        return bfloat16_dtype()
     aliases = {"f32": "float32", "f64": "float64", "f16": "float16", "half": "float16"}
     if isinstance(dtype, str):
         dtype = aliases.get(dtype.lower(), dtype)
@@ -40,17 +46,20 @@ def normalize_dtype(dtype) -> np.dtype:
     except TypeError:
         dt = None
     if dt is None or (dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
-                      and dt != BFLOAT16):
+                      and not is_bfloat16(dt)):
         raise TypeError(f"unsupported dtype {dtype!r}; use one of {', '.join(FLOAT_DTYPES)}")
     return dt
 
 
 def dtype_name(dt: np.dtype) -> str:
-    return "bfloat16" if dt == BFLOAT16 else dt.name
+    return "bfloat16" if is_bfloat16(dt) else dt.name
 
 
 def _finfo(dt: np.dtype):
-    return ml_dtypes.finfo(dt) if dt == BFLOAT16 else np.finfo(dt)
+    if is_bfloat16(dt):
+        import ml_dtypes
+        return ml_dtypes.finfo(dt)
+    return np.finfo(dt)
 
 
 def _to_dtype(x: float, dt: np.dtype) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dispatch
-from ._request import BFLOAT16, Request, dtype_name, make_request
+from ._request import Request, dtype_name, is_bfloat16, make_request
 
 
 def _prepare_out(req: Request, out) -> np.ndarray:
@@ -37,7 +37,7 @@ def _run(req: Request, out, backend) -> np.ndarray:
     result = _prepare_out(req, out)
     if req.size:
         flat = result.reshape(-1)
-        if req.dtype == BFLOAT16 or req.dtype == np.float16:
+        if is_bfloat16(req.dtype) or req.dtype == np.float16:
             flat = flat.view(np.uint16)
         impl.generate(req, flat)
     return result

@@ -4,7 +4,7 @@ import sys
 
 def test_import_is_light():
     code = ("import sys, symbreak_fast; "
-            "bad = [m for m in ('numba', 'llvmlite', 'cupy', 'scipy', 'symbreak_fast.backends.numba_cpu') "
+            "bad = [m for m in ('numba', 'llvmlite', 'cupy', 'scipy', 'ml_dtypes', 'symbreak_fast.backends.numba_cpu') "
             "if m in sys.modules]; print(bad)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

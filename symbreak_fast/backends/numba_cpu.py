@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _spec as S
-from .._request import BFLOAT16, Request
+from .._request import Request, is_bfloat16
 
 NAME = "numba"
 
@@ -509,8 +509,14 @@ def affine_clamp(z, shift, scale, lo, hi):
 
 @njit(**_JIT)
 def _store32(out, o, t, s, n, kind, shift, scale, lo, hi):
-    """out[o:o+n] = dtype(affine_clamp(t[s:s+n]))."""
-    if kind == 0:
+    """out[o:o+n] = dtype(affine_clamp(t[s:s+n])).
+
+    With infinite bounds (normal) the clamp is the identity, so the float32 loop
+    skips it: same bits, three fewer vector operations per element."""
+    if kind == 0 and lo == -np.inf and hi == np.inf:
+        for i in range(n):
+            out[o + i] = shift + scale * t[s + i]
+    elif kind == 0:
         for i in range(n):
             out[o + i] = affine_clamp(t[s + i], shift, scale, lo, hi)
     elif kind == 1:
@@ -532,14 +538,18 @@ def _segment32(out, o0, g0, n, k0, k1, dist, kind, shift, scale, lo, hi, pa, qb,
         e_lo = max(g0, first)
         e_hi = min(g0 + n, first + 4 * TB)
         if dist == 3:
-            w0, w1, w2, w3 = x0.view(np.uint32), x1.view(np.uint32), x2.view(np.uint32), x3.view(np.uint32)
-            for j in range(TB):
-                tb[4 * j] = w0[j]
-                tb[4 * j + 1] = w1[j]
-                tb[4 * j + 2] = w2[j]
-                tb[4 * j + 3] = w3[j]
+            # de-interleave the SWAR words into block order with 64-bit lane ops:
+            # tb64[4j .. 4j+3] = words (0,1), (2,3) of block 2j, then of block 2j+1
+            tb64 = tb.view(np.uint64)
+            for j in range(TB // 2):
+                tb64[4 * j] = (x0[j] & LO32) | (x1[j] << S32)
+                tb64[4 * j + 1] = (x2[j] & LO32) | (x3[j] << S32)
+                tb64[4 * j + 2] = (x0[j] >> S32) | (x1[j] & HI32)
+                tb64[4 * j + 3] = (x2[j] >> S32) | (x3[j] & HI32)
+            o = o0 + (e_lo - g0)
+            s = e_lo - first
             for i in range(e_hi - e_lo):
-                out[o0 + (e_lo - g0) + i] = tb[e_lo - first + i]
+                out[o + i] = tb[s + i]
         else:
             _tile32(dist, x0, x1, x2, x3, t, pa, qb, mass)
             _store32(out, o0 + (e_lo - g0), t, e_lo - first, e_hi - e_lo, kind, shift, scale, lo, hi)
@@ -649,6 +659,6 @@ def generate(req: Request, out_flat: np.ndarray) -> None:
                c(req.lo), c(req.hi), c(req.pa), c(req.qb), c(req.mass))
         return
     c = np.float32
-    kind = 1 if req.dtype == np.float16 else (2 if req.dtype == BFLOAT16 else 0)
+    kind = 1 if req.dtype == np.float16 else (2 if is_bfloat16(req.dtype) else 0)
     fill32(out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, c(req.shift), c(req.scale),
            c(req.lo), c(req.hi), c(req.pa), c(req.qb), c(req.mass))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _spec as S
-from .._request import BFLOAT16, Request
+from .._request import Request, is_bfloat16
 
 NAME = "numpy"
 _CHUNK = 1 << 18  # elements per pass: bounds the temporaries to a few MiB
@@ -44,7 +44,7 @@ def _values(req: Request, g: np.ndarray) -> np.ndarray:
         return S.random_bits_elements(g, np.uint32(req.k0), np.uint32(req.k1))
     c = np.float64 if req.compute == "float64" else np.float32
     y = S.affine_clamp(_standard(req, g), c(req.shift), c(req.scale), c(req.lo), c(req.hi))
-    if req.dtype == BFLOAT16:
+    if is_bfloat16(req.dtype):
         return S.round_float32_to_bfloat16_bits(y)
     if req.dtype == np.float16:
         return S.round_float32_to_float16_bits(y)
