@@ -21,8 +21,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         o = min(ours, key=lambda b: b.stats.min)
         for b in bench:
             if b is not o:
-                lines.append(f"  {g}: {o.name} is {b.stats.min / o.stats.min:.1f}x faster than {b.name}"
-                             f" (min times)")
+                lines.append(f"  {g}: {o.name} / {b.name} throughput = {b.stats.min / o.stats.min:.2f}x"
+                             f" (best of the rounds)")
     if lines:
         terminalreporter.write_sep("-", "symbreak_fast ratios vs peers (same run)")
         for line in lines:
