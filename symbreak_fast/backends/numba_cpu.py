@@ -556,17 +556,33 @@ def _segment32(out, o0, g0, n, k0, k1, dist, kind, shift, scale, lo, hi, pa, qb,
         blk += TB
 
 
-@njit(parallel=True, **_JIT)
-def fill32(out, row_starts, row_len, k0, k1, dist, kind, shift, scale, lo, hi, pa, qb, mass):
-    """Fill ``out`` (float32, uint16 or uint32, 1-D) for the 32-bit family."""
-    nrows = row_starts.shape[0]
+@njit(**_INL)
+def _task_plan(nrows, row_len):
+    """(rows per task, chunks per row, tasks): long rows are cut into CHUNK-element
+    pieces, short rows are grouped until a task holds about CHUNK elements."""
     if row_len >= CHUNK:
         rpt = 1
         nch = (row_len + CHUNK - 1) // CHUNK
     else:
         rpt = max(1, CHUNK // row_len)
         nch = 1
-    ntasks = ((nrows + rpt - 1) // rpt) * nch
+    return rpt, nch, ((nrows + rpt - 1) // rpt) * nch
+
+
+@njit(**_INL)
+def _task_rows(task, nrows, row_len, rpt, nch):
+    """(first row, end row, offset in the row, elements per row) of one task."""
+    rb = task // nch
+    c = task - rb * nch
+    s0 = c * CHUNK
+    return rb * rpt, min(nrows, (rb + 1) * rpt), s0, min(row_len, s0 + CHUNK) - s0
+
+
+@njit(parallel=True, **_JIT)
+def fill32(out, row_starts, row_len, k0, k1, dist, kind, shift, scale, lo, hi, pa, qb, mass):
+    """Fill ``out`` (float32, uint16 or uint32, 1-D) for the 32-bit family."""
+    nrows = row_starts.shape[0]
+    rpt, nch, ntasks = _task_plan(nrows, row_len)
     for task in prange(ntasks):
         x0 = np.empty(TB // 2, np.uint64)
         x1 = np.empty(TB // 2, np.uint64)
@@ -574,11 +590,8 @@ def fill32(out, row_starts, row_len, k0, k1, dist, kind, shift, scale, lo, hi, p
         x3 = np.empty(TB // 2, np.uint64)
         t = np.empty(4 * TB, np.float32)
         tb = np.empty(4 * TB, np.uint32)
-        rb = task // nch
-        c = task - rb * nch
-        for r in range(rb * rpt, min(nrows, (rb + 1) * rpt)):
-            s0 = c * CHUNK
-            n = min(row_len, s0 + CHUNK) - s0
+        r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
+        for r in range(r0, r1):
             _segment32(out, r * row_len + s0, row_starts[r] + s0, n, k0, k1, dist, kind,
                        shift, scale, lo, hi, pa, qb, mass, x0, x1, x2, x3, t, tb)
 
@@ -624,24 +637,15 @@ def _segment64(out, o0, g0, n, k0, k1, dist, shift, scale, lo, hi, pa, qb, mass,
 def fill64(out, row_starts, row_len, k0, k1, dist, shift, scale, lo, hi, pa, qb, mass):
     """Fill the float64 1-D ``out``."""
     nrows = row_starts.shape[0]
-    if row_len >= CHUNK:
-        rpt = 1
-        nch = (row_len + CHUNK - 1) // CHUNK
-    else:
-        rpt = max(1, CHUNK // row_len)
-        nch = 1
-    ntasks = ((nrows + rpt - 1) // rpt) * nch
+    rpt, nch, ntasks = _task_plan(nrows, row_len)
     for task in prange(ntasks):
         x0 = np.empty(TB // 2, np.uint64)
         x1 = np.empty(TB // 2, np.uint64)
         x2 = np.empty(TB // 2, np.uint64)
         x3 = np.empty(TB // 2, np.uint64)
         t = np.empty(2 * TB, np.float64)
-        rb = task // nch
-        c = task - rb * nch
-        for r in range(rb * rpt, min(nrows, (rb + 1) * rpt)):
-            s0 = c * CHUNK
-            n = min(row_len, s0 + CHUNK) - s0
+        r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
+        for r in range(r0, r1):
             _segment64(out, r * row_len + s0, row_starts[r] + s0, n, k0, k1, dist,
                        shift, scale, lo, hi, pa, qb, mass, x0, x1, x2, x3, t)
 
