@@ -25,6 +25,8 @@ class IndexOutOfRange(IndexError, ValueError):
 
 def _as_int(v):
     """v as a Python int if it is an integer scalar (not bool), else None."""
+    if type(v) is int:
+        return v
     if isinstance(v, (bool, np.bool_)) or isinstance(v, np.ndarray) and v.ndim:
         return None
     try:
@@ -34,6 +36,9 @@ def _as_int(v):
 
 
 def normalize_shape(shape) -> tuple[int, ...]:
+    if type(shape) is tuple and all(type(d) is int and 0 <= d for d in shape) and len(shape) < 8 \
+            and math.prod(shape) <= MAX_ELEMENTS:
+        return shape  # fast path: already normalized
     if isinstance(shape, (bool, np.bool_)) or not (hasattr(shape, "__index__") or hasattr(shape, "__iter__")):
         raise TypeError(f"shape must be an int or a sequence of ints, got {type(shape).__name__} {shape!r}")
     if hasattr(shape, "__index__"):
@@ -119,6 +124,8 @@ def row_plan(box: Box) -> tuple[np.ndarray, int]:
     """(row_starts int64[n_rows], row_len) covering ``box`` in C order."""
     shape, starts, sizes = box.shape, box.starts, box.sizes
     nd = len(shape)
+    if sizes == shape and box.size:      # whole tensor: one row
+        return np.zeros(1, dtype=np.int64), box.size
     if nd == 0:
         return np.zeros(1, dtype=np.int64), 1
     if box.size == 0:

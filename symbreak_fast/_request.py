@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._indexing import Box, normalize_index, normalize_shape, row_plan
-from ._key import Key, as_key
+from ._key import as_key
 from ._tail import MAX_NEAR_BOUND, truncation_masses
 
 
@@ -27,7 +27,7 @@ def bfloat16_dtype() -> np.dtype:
 
 def is_bfloat16(dt: np.dtype) -> bool:
     """True for ml_dtypes' bfloat16 (recognized by name: no ml_dtypes import needed)."""
-    return dt.name == "bfloat16" and dt.itemsize == 2
+    return dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16"
 
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 # largest |z| a standard variate of each compute precision can take (normal tails)
@@ -35,7 +35,17 @@ MAX_ABS_NORMAL = {"float32": 6.67, "float64": 8.58}
 TRUNC_REACH = 16.0
 
 
+_FAST_DTYPES = {name: np.dtype(name) for name in ("float32", "float64", "float16")}
+_FAST_DTYPES.update({np.float32: np.dtype(np.float32), np.float64: np.dtype(np.float64),
+                     np.float16: np.dtype(np.float16)})
+_FMAX: dict = {}
+
+
 def normalize_dtype(dtype) -> np.dtype:
+    try:
+        return _FAST_DTYPES[dtype]
+    except (KeyError, TypeError):
+        pass
     if isinstance(dtype, str) and dtype.lower() in ("bfloat16", "bf16"):
         return bfloat16_dtype()
     aliases = {"f32": "float32", "f64": "float64", "f16": "float16", "half": "float16"}
@@ -53,6 +63,12 @@ def normalize_dtype(dtype) -> np.dtype:
 
 def dtype_name(dt: np.dtype) -> str:
     return "bfloat16" if is_bfloat16(dt) else dt.name
+
+
+def _fmax(dt: np.dtype) -> float:
+    if dt not in _FMAX:
+        _FMAX[dt] = float(_finfo(dt).max)
+    return _FMAX[dt]
 
 
 def _finfo(dt: np.dtype):
@@ -146,7 +162,7 @@ def make_request(dist, shape, key, *, dtype="float32", index=None, **p) -> Reque
     if dist == "bits":
         return Request("bits", np.dtype(np.uint32), box, k0, k1)
     dt = normalize_dtype(dtype)
-    fmax = float(_finfo(dt).max)
+    fmax = _fmax(dt)
     if dist == "uniform":
         low = _check_real("low", p["low"])
         high = _check_real("high", p["high"])
