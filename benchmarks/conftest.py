@@ -1,5 +1,4 @@
 """Prints ours/peer throughput ratios per benchmark group at the end of the run."""
-import pytest
 
 OURS_PREFIX = "test_symbreak"
 

@@ -26,6 +26,12 @@ def cases():
             SHAPE, KEY, 0.0, 1.0, -2.0, 2.0, dtype=dt, **kw)
         yield "truncated_normal_tail", dt, lambda dt=dt, **kw: sbf.truncated_normal(
             SHAPE, KEY, 0.0, 1.0, 3.0, float("inf"), dtype=dt, **kw)
+    # initializers (orthogonal is left out: its QR bits depend on the BLAS build)
+    yield "he_normal_io", "float32", lambda **kw: sbf.he_normal(SHAPE, KEY, **kw)
+    yield "xavier_uniform_oi", "float32", lambda **kw: sbf.xavier_uniform(SHAPE, KEY, layout="oi", **kw)
+    yield "variance_scaling_tn", "bfloat16", lambda **kw: sbf.variance_scaling(
+        SHAPE, KEY, 2.0, "fan_avg", "truncated_normal", dtype="bfloat16", **kw)
+    yield "sparse", "float32", lambda **kw: sbf.sparse(SHAPE, KEY, 0.3, 0.02, **kw)
 
 
 def digest(a: np.ndarray) -> str:

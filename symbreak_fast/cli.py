@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
@@ -18,8 +17,7 @@ def demo(args) -> int:
     print(f"symbreak_fast {sbf.__version__}: one {n_in}->{n_hidden} ReLU layer, batch {batch}\n")
     for label, w in (("zeros", np.zeros((n_in, n_hidden), np.float32)),
                      ("constant 0.1", np.full((n_in, n_hidden), 0.1, np.float32)),
-                     ("He normal", sbf.normal((n_in, n_hidden), key / "layer0.weight",
-                                              std=math.sqrt(2.0 / n_in)))):
+                     ("He normal", sbf.he_normal((n_in, n_hidden), key / "layer0.weight"))):
         h = np.maximum(x @ w, 0.0)
         distinct = len({col.tobytes() for col in w.T})
         print(f"  {label:13s} weight std {w.std():.4f}  distinct neurons {distinct}/{n_hidden}  "

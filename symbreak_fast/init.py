@@ -1,0 +1,512 @@
+"""Weight initializers: one ``variance_scaling`` plus one-line presets, the classic
+schemes, and ``init_params`` for whole models.
+
+Every initializer is ``f(shape, key, ..., *, dtype="float32", index=None,
+backend=None, out=None)`` and, like the generators, a pure function of
+(key, shape, parameters): same bits on every backend, ``index=`` returns exactly
+``full[index]``.
+
+Fan conventions (``fan_in_fan_out``):
+
+* ``layout="io"`` (default; JAX/Keras and ``np.random.randn(n_in, n_out)``):
+  shape ``(..., fan_in, fan_out)``; conv kernels ``(*kernel, in, out)``.
+* ``layout="oi"`` (PyTorch): shape ``(out, in, *kernel)``.
+* ``in_axis=`` / ``out_axis=`` (ints or tuples of ints) override the layout, as in
+  ``jax.nn.initializers.variance_scaling``.
+
+In both layouts the receptive field (product of the remaining dims) multiplies
+both fans, as torch and JAX do.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Callable
+
+import numpy as np
+
+from ._indexing import normalize_index, normalize_shape
+from ._key import as_key
+from ._request import normalize_dtype
+from .random import normal as _normal
+from .random import random_bits as _random_bits
+from .random import truncated_normal as _truncated_normal
+from .random import uniform as _uniform
+
+# std of a standard normal truncated to (-2, 2): dividing by it makes the truncated
+# normal's variance the requested one (as jax.nn.initializers / Keras do)
+TRUNCATED_NORMAL_STD_2 = 0.87962566103423978
+
+_MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
+_DISTRIBUTIONS = ("truncated_normal", "normal", "untruncated_normal", "uniform")
+
+
+# ---------------------------------------------------------------------------
+# fans and gains
+# ---------------------------------------------------------------------------
+def _axes(ax, ndim, name):
+    axes = (ax,) if isinstance(ax, numbers.Integral) else tuple(ax)
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
+            raise ValueError(f"{name}={ax!r} is not a valid axis for a {ndim}-D shape")
+        out.append(operator.index(a) % ndim)
+    return tuple(out)
+
+
+def fan_in_fan_out(shape, layout: str = "io", in_axis=None, out_axis=None) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight of ``shape``; see the module docstring."""
+    shape = normalize_shape(shape)
+    nd = len(shape)
+    if nd < 2:
+        raise ValueError(f"fan-based initializers need a tensor with at least 2 dims, got shape {shape}; "
+                         "use normal/uniform with an explicit std or bound for biases and vectors")
+    if in_axis is not None or out_axis is not None:
+        ia = _axes(-2 if in_axis is None else in_axis, nd, "in_axis")
+        oa = _axes(-1 if out_axis is None else out_axis, nd, "out_axis")
+        if set(ia) & set(oa):
+            raise ValueError(f"in_axis {in_axis} and out_axis {out_axis} overlap")
+        rf = math.prod(d for i, d in enumerate(shape) if i not in ia and i not in oa)
+        return math.prod(shape[i] for i in ia) * rf, math.prod(shape[i] for i in oa) * rf
+    if layout == "io":
+        rf = math.prod(shape[:-2])
+        return shape[-2] * rf, shape[-1] * rf
+    if layout == "oi":
+        rf = math.prod(shape[2:])
+        return shape[1] * rf, shape[0] * rf
+    raise ValueError(f"layout must be 'io' (JAX/Keras: (..., in, out)) or 'oi' (PyTorch: (out, in, *kernel)), "
+                     f"got {layout!r}")
+
+
+_GAIN_ONE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+             "conv_transpose3d", "sigmoid")
+
+
+def calculate_gain(nonlinearity: str, param=None) -> float:
+    """The recommended gain for ``nonlinearity`` (PyTorch's table and errors)."""
+    if nonlinearity in _GAIN_ONE:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif not isinstance(param, bool) and isinstance(param, (int, float)):
+            slope = param
+        else:
+            raise ValueError(f"negative_slope {param} not a valid number")
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
+
+
+def _fan(fan_in, fan_out, mode):
+    if mode == "fan_in":
+        return fan_in
+    if mode == "fan_out":
+        return fan_out
+    if mode == "fan_avg":
+        return (fan_in + fan_out) / 2.0
+    if mode == "fan_geo_avg":
+        return math.sqrt(fan_in * fan_out)
+    raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+
+
+def variance_scaling_params(shape, scale=1.0, mode="fan_in", distribution="truncated_normal", *,
+                            layout="io", in_axis=None, out_axis=None) -> tuple[str, float]:
+    """("uniform", bound) or ("normal" | "truncated_normal", std) that ``variance_scaling`` draws with.
+
+    variance = scale / max(1, fan); uniform bound = sqrt(3 variance); truncated
+    normal std = sqrt(variance) / 0.87962566103423978 (truncated to [-2, 2] std).
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not scale > 0 \
+            or not math.isfinite(scale):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    if distribution not in _DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}")
+    fan_in, fan_out = fan_in_fan_out(shape, layout, in_axis, out_axis)
+    variance = scale / max(1.0, _fan(fan_in, fan_out, mode))
+    if distribution == "uniform":
+        return "uniform", math.sqrt(3.0 * variance)
+    if distribution == "truncated_normal":
+        return "truncated_normal", math.sqrt(variance) / TRUNCATED_NORMAL_STD_2
+    return "normal", math.sqrt(variance)
+
+
+def _draw(kind, value, shape, key, dtype, index, backend, out):
+    if kind == "uniform":
+        return _uniform(shape, key, -value, value, dtype=dtype, index=index, backend=backend, out=out)
+    if kind == "truncated_normal":
+        return _truncated_normal(shape, key, 0.0, value, -2.0, 2.0, dtype=dtype, index=index,
+                                 backend=backend, out=out)
+    return _normal(shape, key, 0.0, value, dtype=dtype, index=index, backend=backend, out=out)
+
+
+# ---------------------------------------------------------------------------
+# the single implementation and its presets
+# ---------------------------------------------------------------------------
+def variance_scaling(shape, key, scale=1.0, mode="fan_in", distribution="truncated_normal", *,
+                     layout="io", in_axis=None, out_axis=None, dtype="float32", index=None, backend=None,
+                     out=None):
+    """Zero-mean draw with variance ``scale / fan`` (jax.nn.initializers.variance_scaling).
+
+    ``mode``: fan_in | fan_out | fan_avg | fan_geo_avg. ``distribution``:
+    truncated_normal (to [-2, 2] std, std corrected by 0.8796... so the variance is as
+    requested) | normal (alias untruncated_normal) | uniform (bound sqrt(3 var)).
+    """
+    kind, value = variance_scaling_params(shape, scale, mode, distribution, layout=layout, in_axis=in_axis,
+                                          out_axis=out_axis)
+    return _draw(kind, value, shape, key, dtype, index, backend, out)
+
+
+def _fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out):
+    return dict(layout=layout, in_axis=in_axis, out_axis=out_axis, dtype=dtype, index=index, backend=backend,
+                out=out)
+
+
+def _check_gain(gain):
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.floating)) or not gain > 0 \
+            or not math.isfinite(gain):
+        raise ValueError(f"gain must be a positive finite number, got {gain!r}")
+    return float(gain)
+
+
+def xavier_uniform(shape, key, gain=1.0, *, layout="io", in_axis=None, out_axis=None, dtype="float32",
+                   index=None, backend=None, out=None):
+    """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (torch.nn.init.xavier_uniform_, glorot_uniform)."""
+    return variance_scaling(shape, key, _check_gain(gain) ** 2, "fan_avg", "uniform",
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+
+
+def xavier_normal(shape, key, gain=1.0, *, distribution="normal", layout="io", in_axis=None, out_axis=None,
+                  dtype="float32", index=None, backend=None, out=None):
+    """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)); plain normal like torch.
+
+    ``distribution="truncated_normal"`` gives jax/Keras glorot_normal (same variance)."""
+    return variance_scaling(shape, key, _check_gain(gain) ** 2, "fan_avg", distribution,
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+
+
+def _kaiming_scale(a, mode, nonlinearity):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"mode must be 'fan_in' or 'fan_out' for He/Kaiming init, got {mode!r}")
+    return calculate_gain(nonlinearity, a) ** 2
+
+
+def he_uniform(shape, key, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, layout="io", in_axis=None,
+               out_axis=None, dtype="float32", index=None, backend=None, out=None):
+    """U(-b, b), b = gain * sqrt(3 / fan) with gain = calculate_gain(nonlinearity, a)
+    (torch.nn.init.kaiming_uniform_; defaults give gain sqrt(2), fan_in)."""
+    return variance_scaling(shape, key, _kaiming_scale(a, mode, nonlinearity), mode, "uniform",
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+
+
+def he_normal(shape, key, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, distribution="normal",
+              layout="io", in_axis=None, out_axis=None, dtype="float32", index=None, backend=None, out=None):
+    """N(0, std^2), std = gain / sqrt(fan) (torch.nn.init.kaiming_normal_: plain normal).
+
+    ``distribution="truncated_normal"`` gives jax/Keras he_normal (same variance)."""
+    return variance_scaling(shape, key, _kaiming_scale(a, mode, nonlinearity), mode, distribution,
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+
+
+def lecun_uniform(shape, key, *, layout="io", in_axis=None, out_axis=None, dtype="float32", index=None,
+                  backend=None, out=None):
+    """U(-b, b), b = sqrt(3 / fan_in)."""
+    return variance_scaling(shape, key, 1.0, "fan_in", "uniform",
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+
+
+def lecun_normal(shape, key, *, distribution="normal", layout="io", in_axis=None, out_axis=None,
+                 dtype="float32", index=None, backend=None, out=None):
+    """N(0, 1 / fan_in); ``distribution="truncated_normal"`` for jax's lecun_normal."""
+    return variance_scaling(shape, key, 1.0, "fan_in", distribution,
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+
+
+glorot_uniform = xavier_uniform
+glorot_normal = xavier_normal
+kaiming_uniform = he_uniform
+kaiming_normal = he_normal
+
+
+# ---------------------------------------------------------------------------
+# symmetric (constant) initializers
+# ---------------------------------------------------------------------------
+def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend=None, out=None):
+    """Every element equal to ``value``.
+
+    Symmetric on purpose (the lab uses it): a hidden layer whose neurons start equal
+    computes the same function in every neuron and receives the same gradient, so the
+    neurons stay copies and the layer acts like one neuron. Use it for biases and
+    norm scales, not hidden weights. ``key`` is accepted for a uniform signature and ignored.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(value)):
+        raise ValueError(f"value must be a finite number, got {value!r}")
+    box = normalize_index(index, normalize_shape(shape))
+    dt = normalize_dtype(dtype)
+    res = _out_or_new(out, box.out_shape, dt)
+    res[...] = np.asarray(value, dtype=np.float32 if dt.itemsize == 2 else dt).astype(dt)
+    return res
+
+
+def zeros(shape, key=None, *, dtype="float32", index=None, backend=None, out=None):
+    """All zeros (see ``constant`` for why this is bad for hidden weights)."""
+    return constant(shape, key, 0.0, dtype=dtype, index=index, backend=backend, out=out)
+
+
+def ones(shape, key=None, *, dtype="float32", index=None, backend=None, out=None):
+    """All ones (see ``constant``)."""
+    return constant(shape, key, 1.0, dtype=dtype, index=index, backend=backend, out=out)
+
+
+def _out_or_new(out, shape, dt):
+    if out is None:
+        return np.empty(shape, dtype=dt)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != dt:
+        raise ValueError(f"out has shape {out.shape} and dtype {out.dtype}; expected {tuple(shape)} {dt}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be a writeable C-contiguous array")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# structured initializers
+# ---------------------------------------------------------------------------
+def _matrix_shape(shape, layout):
+    if layout == "oi":      # torch.nn.init.orthogonal_: (rows, cols) = (shape[0], prod(rest))
+        return shape[0], math.prod(shape[1:])
+    if layout == "io":      # jax.nn.initializers.orthogonal(column_axis=-1)
+        return math.prod(shape[:-1]), shape[-1]
+    raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
+
+
+def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None, backend=None, out=None):
+    """A (semi-)orthogonal matrix times ``gain``: QR of a counter-based float64 normal
+    matrix with the sign correction Q *= sign(diag(R)) (Saxe et al.; torch/JAX).
+
+    Shapes with more than 2 dims are flattened to (shape[0], rest) for ``layout="oi"``
+    (like torch) or (prod(shape[:-1]), shape[-1]) for ``"io"`` (like JAX). The random
+    draw is identical on every backend, and the QR is the same NumPy/LAPACK call, so
+    every CPU backend gives the same bits on a given machine. Across BLAS builds or CPU
+    types the float64 QR may differ in its last bits, which can flip the rounding of an
+    occasional float32 element. ``index=`` computes the whole matrix (orthogonality is a
+    global property) and returns the slice. The GPU backend (later issue) will use
+    cupy.linalg.qr on the same draw: equal to ~1e-6 relative, not bit for bit.
+    """
+    shape = normalize_shape(shape)
+    if len(shape) < 2:
+        raise ValueError(f"orthogonal needs at least 2 dims, got shape {shape}")
+    gain = _check_gain(gain)
+    box = normalize_index(index, shape)
+    dt = normalize_dtype(dtype)
+    rows, cols = _matrix_shape(shape, layout)
+    res = _out_or_new(out, box.out_shape, dt)
+    if rows * cols == 0:
+        return res
+    flat = _normal((rows, cols) if rows >= cols else (cols, rows), key, dtype="float64", backend=backend)
+    q, r = np.linalg.qr(flat)
+    d = np.sign(np.diagonal(r))
+    d[d == 0] = 1.0
+    q = q * d
+    if rows < cols:
+        q = q.T
+    full = (gain * q).reshape(shape)
+    part = full[box_index(box)].reshape(box.out_shape)
+    res[...] = part.astype(np.float32 if dt.itemsize == 2 else dt).astype(dt)
+    return res
+
+
+def box_index(box):
+    """The NumPy index selecting ``box`` from the full tensor, every dim kept as a slice
+    (reshape the result to ``box.out_shape`` to drop the int-indexed dims)."""
+    return tuple(slice(st, st + sz) for st, sz in zip(box.starts, box.sizes))
+
+
+def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=None, out=None):
+    """``gain`` on the diagonal, 0 elsewhere, for a 2-D matrix (torch.nn.init.eye_)."""
+    shape = normalize_shape(shape)
+    if len(shape) != 2:
+        raise ValueError(f"identity/eye needs a 2-D shape, got {shape}; use dirac for conv kernels")
+    box = normalize_index(index, shape)
+    dt = normalize_dtype(dtype)
+    res = _out_or_new(out, box.out_shape, dt)
+    full_view = res.reshape(box.sizes)
+    full_view[...] = 0
+    (r0, c0), (nr, nc) = box.starts, box.sizes
+    k = np.arange(max(r0, c0), min(r0 + nr, c0 + nc))
+    full_view[k - r0, k - c0] = np.asarray(gain, np.float32 if dt.itemsize == 2 else dt).astype(dt)
+    return res
+
+
+eye = identity
+
+
+def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None, backend=None, out=None):
+    """Dirac delta conv kernel (torch.nn.init.dirac_): identity from input to output channels.
+
+    3-, 4- or 5-D; ``layout="oi"``: (out, in, *kernel) as torch, ``"io"``: (*kernel, in, out).
+    With ``groups``, the output channels split into groups that each pass through
+    min(out // groups, in) input channels."""
+    shape = normalize_shape(shape)
+    if len(shape) not in (3, 4, 5):
+        raise ValueError(f"dirac needs a 3-, 4- or 5-D conv kernel shape, got {shape}")
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if layout == "oi":
+        n_out, n_in, kernel = shape[0], shape[1], shape[2:]
+    elif layout == "io":
+        n_out, n_in, kernel = shape[-1], shape[-2], shape[:-2]
+    else:
+        raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
+    if n_out % groups:
+        raise ValueError(f"dim 0 (out channels {n_out}) must be divisible by groups={groups}")
+    box = normalize_index(index, shape)
+    dt = normalize_dtype(dtype)
+    full = np.zeros(shape, dtype=np.float32)
+    per = n_out // groups
+    centre = tuple(k // 2 for k in kernel)
+    for g in range(groups):
+        for d in range(min(per, n_in)):
+            if layout == "oi":
+                full[(g * per + d, d) + centre] = 1.0
+            else:
+                full[centre + (d, g * per + d)] = 1.0
+    res = _out_or_new(out, box.out_shape, dt)
+    res[...] = full[box_index(box)].reshape(box.out_shape).astype(dt)
+    return res
+
+
+def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", index=None, backend=None, out=None):
+    """torch.nn.init.sparse_ semantics with counter-based randomness.
+
+    2-D only. Values are N(0, std^2) from ``key``; in each column of the (rows, cols)
+    matrix (layout "oi": (out, in) as torch; "io": the transpose) ceil(sparsity * rows)
+    entries are zero, chosen as the rows with the smallest random_bits(key / "sparse.mask")
+    values in that column (ties broken by row index) - no global RNG is touched.
+    """
+    shape = normalize_shape(shape)
+    if len(shape) != 2:
+        raise ValueError(f"sparse needs a 2-D shape, got {shape}")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0 or not math.isfinite(std):
+        raise ValueError(f"std must be a finite number >= 0, got {std!r}")
+    key = as_key(key)
+    box = normalize_index(index, shape)
+    dt = normalize_dtype(dtype)
+    if layout not in ("oi", "io"):
+        raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
+    res = _out_or_new(out, box.out_shape, dt)
+    vals = _normal(shape, key, 0.0, std, dtype=dt, index=index, backend=backend)
+    mat_shape = shape if layout == "oi" else shape[::-1]
+    rows, cols = mat_shape
+    n_zero = math.ceil(sparsity * rows)
+    mask = np.zeros(shape, dtype=bool)
+    if n_zero and rows and cols:
+        ranks = _random_bits(mat_shape, key / "sparse.mask", backend=backend)
+        order = np.argsort(ranks, axis=0, kind="stable")       # stable: ties by row index
+        zero_rows = order[:n_zero]                              # (n_zero, cols)
+        m = np.zeros(mat_shape, dtype=bool)
+        np.put_along_axis(m, zero_rows, True, axis=0)
+        mask = m if layout == "oi" else m.T
+    res[...] = vals
+    res[mask[box_index(box)].reshape(box.out_shape)] = 0
+    return res
+
+
+# ---------------------------------------------------------------------------
+# registry and whole models
+# ---------------------------------------------------------------------------
+INITIALIZERS: dict[str, Callable] = {}
+
+
+def register_initializer(name: str, fn: Callable) -> None:
+    """Make ``fn(shape, key, **kwargs)`` available to init_params under ``name``."""
+    if name in INITIALIZERS:
+        raise ValueError(f"initializer {name!r} is already registered")
+    INITIALIZERS[name] = fn
+
+
+for _name, _fn in [("zeros", zeros), ("ones", ones), ("constant", constant), ("uniform", _uniform),
+                   ("normal", _normal), ("truncated_normal", _truncated_normal),
+                   ("variance_scaling", variance_scaling), ("xavier_uniform", xavier_uniform),
+                   ("glorot_uniform", glorot_uniform), ("xavier_normal", xavier_normal),
+                   ("glorot_normal", glorot_normal), ("he_uniform", he_uniform),
+                   ("kaiming_uniform", kaiming_uniform), ("he_normal", he_normal),
+                   ("kaiming_normal", kaiming_normal), ("lecun_uniform", lecun_uniform),
+                   ("lecun_normal", lecun_normal), ("orthogonal", orthogonal), ("identity", identity),
+                   ("eye", eye), ("dirac", dirac), ("sparse", sparse)]:
+    register_initializer(_name, _fn)
+
+
+def _entry(name, entry):
+    if isinstance(entry, dict):
+        entry = dict(entry)
+        try:
+            shape, init = entry.pop("shape"), entry.pop("init")
+        except KeyError as e:
+            raise ValueError(f"parameter {name!r}: a dict entry needs 'shape' and 'init' keys, got "
+                             f"{sorted(entry)}") from e
+        return shape, init, entry
+    if isinstance(entry, (tuple, list)) and len(entry) in (2, 3):
+        shape, init = entry[0], entry[1]
+        kwargs = dict(entry[2]) if len(entry) == 3 else {}
+        return shape, init, kwargs
+    raise ValueError(f"parameter {name!r}: expected (shape, init[, kwargs]) or {{'shape': ..., 'init': ...}}, "
+                     f"got {entry!r}")
+
+
+def _resolve(name, init):
+    if callable(init):
+        return init
+    if isinstance(init, str) and init in INITIALIZERS:
+        return INITIALIZERS[init]
+    raise ValueError(f"parameter {name!r}: unknown initializer {init!r}; known: {sorted(INITIALIZERS)}")
+
+
+def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
+    """Initialize every parameter of ``spec`` from ``key / name``.
+
+    ``spec`` maps names to ``(shape, init[, kwargs])`` or ``{"shape": [...], "init": "he_normal",
+    **kwargs}``; ``init`` is a registered name or a callable ``f(shape, key, **kwargs)``.
+    Each tensor depends only on (key, its name, its entry): adding, removing or
+    reordering parameters never changes the others. Returns ``{name: array}``; with
+    ``flat=True`` returns ``(buffer, {name: view})`` where ``buffer`` is one contiguous
+    1-D array holding every parameter in spec order and each view is a reshaped
+    slice of it (filled in place, no copies).
+    """
+    key = as_key(key)
+    if not hasattr(spec, "items"):
+        raise TypeError(f"spec must be a mapping name -> entry, got {type(spec).__name__}")
+    entries = []
+    for name, entry in spec.items():
+        if not isinstance(name, str):
+            raise TypeError(f"parameter names must be str, got {name!r}")
+        shape, init, kwargs = _entry(name, entry)
+        fn = _resolve(name, init)
+        kwargs.setdefault("dtype", dtype)
+        entries.append((name, normalize_shape(shape), fn, kwargs))
+    if flat:
+        dts = {normalize_dtype(kw["dtype"]) for _, _, _, kw in entries}
+        if len(dts) > 1:
+            raise ValueError(f"flat=True needs one dtype for every parameter, got {sorted(map(str, dts))}")
+        dt = dts.pop() if dts else normalize_dtype(dtype)
+        total = sum(math.prod(s) for _, s, _, _ in entries)
+        buffer = np.empty(total, dtype=dt)
+        views, off = {}, 0
+        for name, shape, fn, kwargs in entries:
+            n = math.prod(shape)
+            view = buffer[off:off + n].reshape(shape)
+            off += n
+            fn(shape, key / name, backend=backend, out=view, **kwargs)
+            views[name] = view
+        return buffer, views
+    return {name: fn(shape, key / name, backend=backend, **kwargs) for name, shape, fn, kwargs in entries}

@@ -1,0 +1,163 @@
+"""Fill a PyTorch ``nn.Module``'s parameters in place from symbreak_fast streams.
+
+Optional (``pip install "symbreak-fast[torch]"``); ``import symbreak_fast`` never imports
+torch. Every parameter is drawn from ``key / name`` with its name from
+``module.named_parameters()``, so two processes that build the same model get
+identical weights whatever the construction order or torch's RNG state, and torch's
+global RNG is never touched.
+
+CPU tensors are filled through a numpy view of their memory (no copy). Tensors on
+other devices are generated on the CPU and copied over (the GPU backend will fill
+CUDA tensors in place through DLPack). ``meta`` tensors have no memory: materialize
+the module first with ``module.to_empty(device="cpu")`` and then call
+``init_module_`` (this is how to initialize a model too large to build twice).
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+
+import numpy as np
+
+import torch  # noqa: F401  (the optional dependency this module adapts)
+from torch import nn
+
+from . import init as I
+from ._key import as_key
+from .random import normal, uniform
+
+SCHEMES = ("torch_default", "he_normal", "he_uniform", "xavier_uniform", "xavier_normal", "lecun_normal",
+           "lecun_uniform", "orthogonal")
+
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+_CONV = (nn.modules.conv._ConvNd,)
+
+
+def _numpy_view(t: torch.Tensor):
+    """A numpy array sharing ``t``'s memory, or None when that is impossible."""
+    if t.device.type != "cpu" or not t.is_contiguous():
+        return None
+    if t.dtype == torch.bfloat16:
+        from ._request import bfloat16_dtype
+        return t.detach().view(torch.int16).numpy().view(bfloat16_dtype())
+    if t.dtype in (torch.float32, torch.float64, torch.float16):
+        return t.detach().numpy()
+    return None
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+             torch.bfloat16: "bfloat16"}
+    if t.dtype not in names:
+        raise TypeError(f"cannot initialize a {t.dtype} parameter; symbreak_fast fills float32, float64, "
+                        "float16 and bfloat16 tensors")
+    return names[t.dtype]
+
+
+def _fill(t: torch.Tensor, draw) -> None:
+    """draw(shape, dtype, out) -> array; write it into ``t`` in place."""
+    dt = _dtype_name(t)
+    view = _numpy_view(t)
+    if view is not None:
+        draw(tuple(t.shape), dt, view)
+        return
+    arr = draw(tuple(t.shape), dt, None)
+    if dt == "bfloat16":
+        src = torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
+    else:
+        src = torch.from_numpy(np.ascontiguousarray(arr))
+    t.copy_(src.to(t.device))
+
+
+def _torch_default(owner: nn.Module, attr: str, shape, weight_shape):
+    """(initializer, kwargs) reproducing PyTorch's own default for this parameter."""
+    if isinstance(owner, nn.Embedding) and attr == "weight":
+        return normal, dict(mean=0.0, std=1.0)
+    if isinstance(owner, _NORMS):
+        return (I.ones, {}) if attr == "weight" else (I.zeros, {})
+    if isinstance(owner, nn.MultiheadAttention):
+        if attr == "in_proj_weight" or attr.endswith("proj_weight"):
+            return I.xavier_uniform, dict(layout="oi")
+        if attr in ("in_proj_bias",):
+            return I.zeros, {}
+        if attr in ("bias_k", "bias_v"):
+            return I.xavier_normal, dict(layout="oi")
+    if isinstance(owner, (nn.Linear, nn.Bilinear) + _CONV):
+        if attr == "weight":
+            # kaiming_uniform_(weight, a=sqrt(5)): bound = sqrt(6 / ((1 + 5) fan_in)) = 1/sqrt(fan_in)
+            return I.he_uniform, dict(a=math.sqrt(5), layout="oi")
+        if attr == "bias" and weight_shape is not None:
+            fan_in, _ = I.fan_in_fan_out(weight_shape, "oi")
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            return uniform, dict(low=-bound, high=bound)
+    return None
+
+
+def _scheme(scheme: str, owner, attr, shape, weight_shape):
+    if scheme == "torch_default":
+        return _torch_default(owner, attr, shape, weight_shape)
+    if isinstance(owner, nn.Embedding) or isinstance(owner, _NORMS):
+        return _torch_default(owner, attr, shape, weight_shape)
+    if len(shape) >= 2:
+        fn = getattr(I, scheme)
+        return fn, dict(layout="oi")
+    return I.zeros, {}   # biases and other vectors
+
+
+def init_module_(module: nn.Module, key, scheme: str = "torch_default", overrides=None, *, backend=None):
+    """Fill every parameter of ``module`` in place; returns ``module``.
+
+    ``scheme``: "torch_default" reproduces PyTorch's default distributions (Linear /
+    Conv weights kaiming_uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)), Embedding N(0, 1),
+    norm layers ones/zeros, MultiheadAttention xavier_uniform in-projection and zero
+    biases); any other name from SCHEMES applies that initializer (PyTorch "oi"
+    layout) to every >= 2-D weight, zeros to biases, and keeps the defaults of norms
+    and embeddings. ``overrides`` maps parameter names or glob patterns
+    (``"*.bias"``) to an initializer name or callable, or ``(init, kwargs)``; the
+    first matching pattern wins.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"init_module_ needs a torch.nn.Module, got {type(module).__name__}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; choose one of {SCHEMES}")
+    key = as_key(key)
+    overrides = dict(overrides or {})
+    owners = dict(module.named_modules())
+    plan = []
+    for name, p in module.named_parameters():
+        if p.device.type == "meta":
+            raise ValueError(f"parameter {name!r} is on the meta device (no memory to fill); call "
+                             "module.to_empty(device='cpu') first, then init_module_(module, key)")
+        _dtype_name(p)
+        owner_name, _, attr = name.rpartition(".")
+        owner = owners[owner_name]
+        shape = tuple(p.shape)
+        weight = getattr(owner, "weight", None)
+        weight_shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
+        choice = None
+        for pattern, spec in overrides.items():
+            if pattern == name or fnmatch.fnmatchcase(name, pattern):
+                fn, kw = (spec if isinstance(spec, tuple) else (spec, {}))
+                if isinstance(fn, str):
+                    if fn not in I.INITIALIZERS:
+                        raise ValueError(f"override for {name!r}: unknown initializer {fn!r}; known: "
+                                         f"{sorted(I.INITIALIZERS)}")
+                    fn = I.INITIALIZERS[fn]
+                choice = (fn, dict(kw))
+                break
+        parent = owners.get(owner_name.rpartition(".")[0]) if owner_name else None
+        if choice is None and isinstance(parent, nn.MultiheadAttention) and owner_name.endswith("out_proj") \
+                and attr == "bias":
+            choice = (I.zeros, {})   # MultiheadAttention._reset_parameters zeroes out_proj.bias
+        if choice is None:
+            choice = _scheme(scheme, owner, attr, shape, weight_shape)
+        if choice is None:
+            raise ValueError(f"no {scheme!r} rule for parameter {name!r} of {type(owner).__name__}; "
+                             f"pass overrides={{{name!r}: 'he_normal'}} (or another initializer)")
+        plan.append((name, p, choice))
+    with torch.no_grad():
+        for name, p, (fn, kw) in plan:
+            pkey = key / name
+            _fill(p, lambda shape, dt, out, fn=fn, kw=kw, pkey=pkey:
+                  fn(shape, pkey, dtype=dt, out=out, backend=backend, **kw))
+    return module
