@@ -46,12 +46,19 @@ _DISTRIBUTIONS = ("truncated_normal", "normal", "untruncated_normal", "uniform")
 # fans and gains
 # ---------------------------------------------------------------------------
 def _axes(ax, ndim, name):
-    axes = (ax,) if isinstance(ax, numbers.Integral) else tuple(ax)
+    if isinstance(ax, numbers.Integral) and not isinstance(ax, bool):
+        axes = (ax,)
+    elif isinstance(ax, (tuple, list)):
+        axes = tuple(ax)
+    else:
+        raise ValueError(f"{name}={ax!r} is not a valid axis for a {ndim}-D shape (use an int or a tuple of ints)")
     out = []
     for a in axes:
         if isinstance(a, bool) or not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
             raise ValueError(f"{name}={ax!r} is not a valid axis for a {ndim}-D shape")
         out.append(operator.index(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}={ax!r} names an axis twice")
     return tuple(out)
 
 
@@ -59,6 +66,9 @@ def fan_in_fan_out(shape, layout: str = "io", in_axis=None, out_axis=None) -> tu
     """(fan_in, fan_out) of a weight of ``shape``; see the module docstring."""
     shape = normalize_shape(shape)
     nd = len(shape)
+    if layout not in ("io", "oi"):
+        raise ValueError(f"layout must be 'io' (JAX/Keras: (..., in, out)) or 'oi' (PyTorch: (out, in, *kernel)), "
+                         f"got {layout!r}")
     if nd < 2:
         raise ValueError(f"fan-based initializers need a tensor with at least 2 dims, got shape {shape}; "
                          "use normal/uniform with an explicit std or bound for biases and vectors")
@@ -123,7 +133,7 @@ def variance_scaling_params(shape, scale=1.0, mode="fan_in", distribution="trunc
     variance = scale / max(1, fan); uniform bound = sqrt(3 variance); truncated
     normal std = sqrt(variance) / 0.87962566103423978 (truncated to [-2, 2] std).
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not scale > 0 \
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0 \
             or not math.isfinite(scale):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     if distribution not in _DISTRIBUTIONS:
@@ -169,9 +179,9 @@ def _fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out):
 
 
 def _check_gain(gain):
-    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.floating)) or not gain > 0 \
-            or not math.isfinite(gain):
-        raise ValueError(f"gain must be a positive finite number, got {gain!r}")
+    if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not math.isfinite(gain) \
+            or not gain > 0 or not float(gain) ** 2 > 0:
+        raise ValueError(f"gain must be a positive finite number (with gain**2 > 0), got {gain!r}")
     return float(gain)
 
 
@@ -245,14 +255,28 @@ def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend
     neurons stay copies and the layer acts like one neuron. Use it for biases and
     norm scales, not hidden weights. ``key`` is accepted for a uniform signature and ignored.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(value)):
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(float(value))
+    except OverflowError:
+        ok = False
+    if not ok:
         raise ValueError(f"value must be a finite number, got {value!r}")
     box = normalize_index(index, normalize_shape(shape))
     dt = normalize_dtype(dtype)
+    v = _round_checked(np.asarray([float(value)]), dt, "value")
     res = _out_or_new(out, box.out_shape, dt)
-    res[...] = np.asarray(value, dtype=np.float32 if dt.itemsize == 2 else dt).astype(dt)
+    res[...] = v[0]
     return res
+
+
+def _round_checked(x: np.ndarray, dt: np.dtype, what: str) -> np.ndarray:
+    """float64 ``x`` correctly rounded to ``dt``; a ValueError if anything overflows."""
+    with np.errstate(over="ignore"):
+        r = x.astype(dt)
+    if not np.isfinite(r.astype(np.float64)).all():
+        raise ValueError(f"{what} overflows {dt.name if dt.name != 'void16' else dt}: the largest "
+                         f"magnitude is {np.abs(x).max():.4g}; use a wider dtype or a smaller {what}")
+    return r
 
 
 def zeros(shape, key=None, *, dtype="float32", index=None, backend=None, out=None):
@@ -320,7 +344,7 @@ def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None
         q = q.T
     full = (gain * q).reshape(shape)
     part = full[box_index(box)].reshape(box.out_shape)
-    res[...] = part.astype(np.float32 if dt.itemsize == 2 else dt).astype(dt)
+    res[...] = _round_checked(part, dt, "gain")
     return res
 
 
@@ -335,14 +359,16 @@ def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=
     shape = normalize_shape(shape)
     if len(shape) != 2:
         raise ValueError(f"identity/eye needs a 2-D shape, got {shape}; use dirac for conv kernels")
+    gain = _check_gain(gain)
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
+    g = _round_checked(np.asarray([gain]), dt, "gain")[0]
     res = _out_or_new(out, box.out_shape, dt)
     full_view = res.reshape(box.sizes)
     full_view[...] = 0
     (r0, c0), (nr, nc) = box.starts, box.sizes
     k = np.arange(max(r0, c0), min(r0 + nr, c0 + nc))
-    full_view[k - r0, k - c0] = np.asarray(gain, np.float32 if dt.itemsize == 2 else dt).astype(dt)
+    full_view[k - r0, k - c0] = g
     return res
 
 
@@ -367,7 +393,8 @@ def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None
     else:
         raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
     if n_out % groups:
-        raise ValueError(f"dim 0 (out channels {n_out}) must be divisible by groups={groups}")
+        raise ValueError(f"the out channels ({n_out}, dim {0 if layout == 'oi' else len(shape) - 1} in layout "
+                         f"{layout!r}) must be divisible by groups={groups}")
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     full = np.zeros(shape, dtype=np.float32)
@@ -395,9 +422,9 @@ def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", inde
     shape = normalize_shape(shape)
     if len(shape) != 2:
         raise ValueError(f"sparse needs a 2-D shape, got {shape}")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0 or not math.isfinite(std):
+    if isinstance(std, bool) or not isinstance(std, numbers.Real) or not std >= 0 or not math.isfinite(std):
         raise ValueError(f"std must be a finite number >= 0, got {std!r}")
     key = as_key(key)
     box = normalize_index(index, shape)
@@ -405,7 +432,7 @@ def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", inde
     if layout not in ("oi", "io"):
         raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
     res = _out_or_new(out, box.out_shape, dt)
-    vals = _normal(shape, key, 0.0, std, dtype=dt, index=index, backend=backend)
+    vals = _normal(shape, key, 0.0, float(std), dtype=dt, index=index, backend=backend)
     mat_shape = shape if layout == "oi" else shape[::-1]
     rows, cols = mat_shape
     n_zero = math.ceil(sparsity * rows)
@@ -491,6 +518,10 @@ def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
         if not isinstance(name, str):
             raise TypeError(f"parameter names must be str, got {name!r}")
         shape, init, kwargs = _entry(name, entry)
+        reserved = {"key", "out", "backend", "index"} & set(kwargs)
+        if reserved:
+            raise ValueError(f"parameter {name!r}: {sorted(reserved)} are set by init_params, not per parameter "
+                             "(pass backend= to init_params itself)")
         fn = _resolve(name, init)
         kwargs.setdefault("dtype", dtype)
         entries.append((name, normalize_shape(shape), fn, kwargs))
@@ -506,7 +537,19 @@ def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
             n = math.prod(shape)
             view = buffer[off:off + n].reshape(shape)
             off += n
-            fn(shape, key / name, backend=backend, out=view, **kwargs)
+            got = fn(shape, key / name, backend=backend, out=view, **kwargs)
+            if got is not view:     # a callable that ignored out=: copy its (checked) result in
+                view[...] = _checked_result(name, got, shape, dt)
             views[name] = view
         return buffer, views
-    return {name: fn(shape, key / name, backend=backend, **kwargs) for name, shape, fn, kwargs in entries}
+    return {name: _checked_result(name, fn(shape, key / name, backend=backend, **kwargs), shape,
+                                  normalize_dtype(kwargs["dtype"]))
+            for name, shape, fn, kwargs in entries}
+
+
+def _checked_result(name, arr, shape, dt):
+    if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape) or arr.dtype != dt:
+        got = f"{type(arr).__name__} {getattr(arr, 'shape', '')} {getattr(arr, 'dtype', '')}"
+        raise ValueError(f"parameter {name!r}: the initializer returned {got}, expected an array of shape "
+                         f"{tuple(shape)} and dtype {dt}")
+    return arr

@@ -650,6 +650,42 @@ def fill64(out, row_starts, row_len, k0, k1, dist, shift, scale, lo, hi, pa, qb,
                        shift, scale, lo, hi, pa, qb, mass, x0, x1, x2, x3, t)
 
 
+@njit(**_JIT)
+def fill32_serial(out, row_starts, row_len, k0, k1, dist, kind, shift, scale, lo, hi, pa, qb, mass):
+    """fill32 in the calling thread, for requests of at most one task: a parallel
+    launch costs ~10 us idle and milliseconds when another process holds a core."""
+    nrows = row_starts.shape[0]
+    rpt, nch, ntasks = _task_plan(nrows, row_len)
+    x0 = np.empty(TB // 2, np.uint64)
+    x1 = np.empty(TB // 2, np.uint64)
+    x2 = np.empty(TB // 2, np.uint64)
+    x3 = np.empty(TB // 2, np.uint64)
+    t = np.empty(4 * TB, np.float32)
+    tb = np.empty(4 * TB, np.uint32)
+    for task in range(ntasks):
+        r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
+        for r in range(r0, r1):
+            _segment32(out, r * row_len + s0, row_starts[r] + s0, n, k0, k1, dist, kind,
+                       shift, scale, lo, hi, pa, qb, mass, x0, x1, x2, x3, t, tb)
+
+
+@njit(**_JIT)
+def fill64_serial(out, row_starts, row_len, k0, k1, dist, shift, scale, lo, hi, pa, qb, mass):
+    """fill64 in the calling thread (see fill32_serial)."""
+    nrows = row_starts.shape[0]
+    rpt, nch, ntasks = _task_plan(nrows, row_len)
+    x0 = np.empty(TB // 2, np.uint64)
+    x1 = np.empty(TB // 2, np.uint64)
+    x2 = np.empty(TB // 2, np.uint64)
+    x3 = np.empty(TB // 2, np.uint64)
+    t = np.empty(2 * TB, np.float64)
+    for task in range(ntasks):
+        r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
+        for r in range(r0, r1):
+            _segment64(out, r * row_len + s0, row_starts[r] + s0, n, k0, k1, dist,
+                       shift, scale, lo, hi, pa, qb, mass, x0, x1, x2, x3, t)
+
+
 _DIST = {"uniform": 0, "normal": 1, "truncated_normal": 2, "bits": 3}
 
 
@@ -657,12 +693,15 @@ def generate(req: Request, out_flat: np.ndarray) -> None:
     row_starts, row_len = req.rows()
     k0, k1 = np.uint32(req.k0), np.uint32(req.k1)
     dist = _DIST[req.dist]
+    serial = out_flat.size <= CHUNK      # one task: no parallel launch
     if req.compute == "float64":
         c = np.float64
-        fill64(out_flat, row_starts, np.int64(row_len), k0, k1, dist, c(req.shift), c(req.scale),
+        kernel = fill64_serial if serial else fill64
+        kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, c(req.shift), c(req.scale),
                c(req.lo), c(req.hi), c(req.pa), c(req.qb), c(req.mass))
         return
     c = np.float32
     kind = 1 if req.dtype == np.float16 else (2 if is_bfloat16(req.dtype) else 0)
-    fill32(out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, c(req.shift), c(req.scale),
+    kernel = fill32_serial if serial else fill32
+    kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, c(req.shift), c(req.scale),
            c(req.lo), c(req.hi), c(req.pa), c(req.qb), c(req.mass))
