@@ -6,6 +6,7 @@ import operator
 import struct
 
 _CHILD_DOMAIN = b"symbreak_fast.Key.child.v1\x00"
+_UNPACK_WORDS = struct.Struct("<II").unpack
 
 
 class Key:
@@ -64,8 +65,9 @@ class Key:
                             "use str(x) or an f-string for numbers")
         digest = hashlib.sha256(
             _CHILD_DOMAIN + struct.pack("<II", self._k0, self._k1) + name.encode("utf-8")).digest()
-        k0, k1 = struct.unpack("<II", digest[:8])
-        return Key.from_words(k0, k1)
+        child = Key.__new__(Key)          # words come from the digest: no validation needed
+        child._k0, child._k1 = _UNPACK_WORDS(digest[:8])
+        return child
 
     def __truediv__(self, name: str) -> "Key":
         return self.child(name)

@@ -694,14 +694,14 @@ def generate(req: Request, out_flat: np.ndarray) -> None:
     k0, k1 = np.uint32(req.k0), np.uint32(req.k1)
     dist = _DIST[req.dist]
     serial = out_flat.size <= CHUNK      # one task: no parallel launch
-    if req.compute == "float64":
-        c = np.float64
+    # one conversion for all scalar parameters (each rounded once, RNE, as np.float32(x) would)
+    f64 = req.compute == "float64"
+    shift, scale, lo, hi, pa, qb, mass = np.array(
+        (req.shift, req.scale, req.lo, req.hi, req.pa, req.qb, req.mass), np.float64 if f64 else np.float32)
+    if f64:
         kernel = fill64_serial if serial else fill64
-        kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, c(req.shift), c(req.scale),
-               c(req.lo), c(req.hi), c(req.pa), c(req.qb), c(req.mass))
+        kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, shift, scale, lo, hi, pa, qb, mass)
         return
-    c = np.float32
     kind = 1 if req.dtype == np.float16 else (2 if is_bfloat16(req.dtype) else 0)
     kernel = fill32_serial if serial else fill32
-    kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, c(req.shift), c(req.scale),
-           c(req.lo), c(req.hi), c(req.pa), c(req.qb), c(req.mass))
+    kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, shift, scale, lo, hi, pa, qb, mass)
