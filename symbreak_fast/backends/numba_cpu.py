@@ -557,6 +557,13 @@ def _segment32(out, o0, g0, n, k0, k1, dist, kind, shift, scale, lo, hi, pa, qb,
 
 
 @njit(**_INL)
+def _philox_buffers():
+    """The four SWAR word arrays one task's philox_tile calls write into."""
+    return (np.empty(TB // 2, np.uint64), np.empty(TB // 2, np.uint64), np.empty(TB // 2, np.uint64),
+            np.empty(TB // 2, np.uint64))
+
+
+@njit(**_INL)
 def _task_plan(nrows, row_len):
     """(rows per task, chunks per row, tasks): long rows are cut into CHUNK-element
     pieces, short rows are grouped until a task holds about CHUNK elements."""
@@ -584,10 +591,7 @@ def fill32(out, row_starts, row_len, k0, k1, dist, kind, shift, scale, lo, hi, p
     nrows = row_starts.shape[0]
     rpt, nch, ntasks = _task_plan(nrows, row_len)
     for task in prange(ntasks):
-        x0 = np.empty(TB // 2, np.uint64)
-        x1 = np.empty(TB // 2, np.uint64)
-        x2 = np.empty(TB // 2, np.uint64)
-        x3 = np.empty(TB // 2, np.uint64)
+        x0, x1, x2, x3 = _philox_buffers()
         t = np.empty(4 * TB, np.float32)
         tb = np.empty(4 * TB, np.uint32)
         r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
@@ -639,10 +643,7 @@ def fill64(out, row_starts, row_len, k0, k1, dist, shift, scale, lo, hi, pa, qb,
     nrows = row_starts.shape[0]
     rpt, nch, ntasks = _task_plan(nrows, row_len)
     for task in prange(ntasks):
-        x0 = np.empty(TB // 2, np.uint64)
-        x1 = np.empty(TB // 2, np.uint64)
-        x2 = np.empty(TB // 2, np.uint64)
-        x3 = np.empty(TB // 2, np.uint64)
+        x0, x1, x2, x3 = _philox_buffers()
         t = np.empty(2 * TB, np.float64)
         r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
         for r in range(r0, r1):
@@ -656,10 +657,7 @@ def fill32_serial(out, row_starts, row_len, k0, k1, dist, kind, shift, scale, lo
     launch costs ~10 us idle and milliseconds when another process holds a core."""
     nrows = row_starts.shape[0]
     rpt, nch, ntasks = _task_plan(nrows, row_len)
-    x0 = np.empty(TB // 2, np.uint64)
-    x1 = np.empty(TB // 2, np.uint64)
-    x2 = np.empty(TB // 2, np.uint64)
-    x3 = np.empty(TB // 2, np.uint64)
+    x0, x1, x2, x3 = _philox_buffers()
     t = np.empty(4 * TB, np.float32)
     tb = np.empty(4 * TB, np.uint32)
     for task in range(ntasks):
@@ -674,10 +672,7 @@ def fill64_serial(out, row_starts, row_len, k0, k1, dist, shift, scale, lo, hi, 
     """fill64 in the calling thread (see fill32_serial)."""
     nrows = row_starts.shape[0]
     rpt, nch, ntasks = _task_plan(nrows, row_len)
-    x0 = np.empty(TB // 2, np.uint64)
-    x1 = np.empty(TB // 2, np.uint64)
-    x2 = np.empty(TB // 2, np.uint64)
-    x3 = np.empty(TB // 2, np.uint64)
+    x0, x1, x2, x3 = _philox_buffers()
     t = np.empty(2 * TB, np.float64)
     for task in range(ntasks):
         r0, r1, s0, n = _task_rows(task, nrows, row_len, rpt, nch)
