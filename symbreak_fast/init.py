@@ -192,12 +192,19 @@ def xavier_uniform(shape, key, gain=1.0, *, layout="io", in_axis=None, out_axis=
                             **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
 
 
+def _normal_kind(distribution):
+    if distribution not in ("normal", "untruncated_normal", "truncated_normal"):
+        raise ValueError(f"the *_normal presets take distribution='normal' or 'truncated_normal', got "
+                         f"{distribution!r}; use the *_uniform preset for a uniform draw")
+    return distribution
+
+
 def xavier_normal(shape, key, gain=1.0, *, distribution="normal", layout="io", in_axis=None, out_axis=None,
                   dtype="float32", index=None, backend=None, out=None):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)); plain normal like torch.
 
     ``distribution="truncated_normal"`` gives jax/Keras glorot_normal (same variance)."""
-    return variance_scaling(shape, key, _check_gain(gain) ** 2, "fan_avg", distribution,
+    return variance_scaling(shape, key, _check_gain(gain) ** 2, "fan_avg", _normal_kind(distribution),
                             **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
 
 
@@ -220,7 +227,7 @@ def he_normal(shape, key, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, di
     """N(0, std^2), std = gain / sqrt(fan) (torch.nn.init.kaiming_normal_: plain normal).
 
     ``distribution="truncated_normal"`` gives jax/Keras he_normal (same variance)."""
-    return variance_scaling(shape, key, _kaiming_scale(a, mode, nonlinearity), mode, distribution,
+    return variance_scaling(shape, key, _kaiming_scale(a, mode, nonlinearity), mode, _normal_kind(distribution),
                             **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
 
 
@@ -234,7 +241,7 @@ def lecun_uniform(shape, key, *, layout="io", in_axis=None, out_axis=None, dtype
 def lecun_normal(shape, key, *, distribution="normal", layout="io", in_axis=None, out_axis=None,
                  dtype="float32", index=None, backend=None, out=None):
     """N(0, 1 / fan_in); ``distribution="truncated_normal"`` for jax's lecun_normal."""
-    return variance_scaling(shape, key, 1.0, "fan_in", distribution,
+    return variance_scaling(shape, key, 1.0, "fan_in", _normal_kind(distribution),
                             **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
 
 
@@ -503,7 +510,9 @@ def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
     """Initialize every parameter of ``spec`` from ``key / name``.
 
     ``spec`` maps names to ``(shape, init[, kwargs])`` or ``{"shape": [...], "init": "he_normal",
-    **kwargs}``; ``init`` is a registered name or a callable ``f(shape, key, **kwargs)``.
+    **kwargs}``; ``init`` is a registered name or a callable ``f(shape, key, *, dtype, backend,
+    out=None, **kwargs)`` that returns the array (it is passed ``out=`` with ``flat=True``;
+    one that ignores it is copied in after a shape/dtype check).
     Each tensor depends only on (key, its name, its entry): adding, removing or
     reordering parameters never changes the others. Returns ``{name: array}``; with
     ``flat=True`` returns ``(buffer, {name: view})`` where ``buffer`` is one contiguous

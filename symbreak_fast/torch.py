@@ -15,6 +15,7 @@ the module first with ``module.to_empty(device="cpu")`` and then call
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import math
 
 import numpy as np
@@ -30,6 +31,7 @@ SCHEMES = ("torch_default", "he_normal", "he_uniform", "xavier_uniform", "xavier
            "lecun_uniform", "orthogonal")
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+_RMSNORM = getattr(nn, "RMSNorm", None)
 _CONV = (nn.modules.conv._ConvNd,)
 
 
@@ -71,10 +73,18 @@ def _fill(t: torch.Tensor, draw) -> None:
 
 def _torch_default(owner: nn.Module, attr: str, shape, weight_shape):
     """(initializer, kwargs) reproducing PyTorch's own default for this parameter."""
-    if isinstance(owner, nn.Embedding) and attr == "weight":
+    if isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) and attr == "weight":
         return normal, dict(mean=0.0, std=1.0)
-    if isinstance(owner, _NORMS):
+    if isinstance(owner, _NORMS) or (_RMSNORM is not None and isinstance(owner, _RMSNORM)):
         return (I.ones, {}) if attr == "weight" else (I.zeros, {})
+    if isinstance(owner, nn.PReLU) and attr == "weight":
+        return I.constant, dict(value=owner.init if hasattr(owner, "init") else 0.25)
+    if isinstance(owner, nn.RNNBase):
+        b = 1.0 / math.sqrt(owner.hidden_size) if owner.hidden_size > 0 else 0.0
+        return uniform, dict(low=-b, high=b)   # RNNBase.reset_parameters: U(+-1/sqrt(hidden_size))
+    if isinstance(owner, nn.Bilinear):
+        b = 1.0 / math.sqrt(weight_shape[1])    # Bilinear.reset_parameters: weight and bias
+        return uniform, dict(low=-b, high=b)
     if isinstance(owner, nn.MultiheadAttention):
         if attr == "in_proj_weight" or attr.endswith("proj_weight"):
             return I.xavier_uniform, dict(layout="oi")
@@ -82,7 +92,7 @@ def _torch_default(owner: nn.Module, attr: str, shape, weight_shape):
             return I.zeros, {}
         if attr in ("bias_k", "bias_v"):
             return I.xavier_normal, dict(layout="oi")
-    if isinstance(owner, (nn.Linear, nn.Bilinear) + _CONV):
+    if isinstance(owner, (nn.Linear,) + _CONV):
         if attr == "weight":
             # kaiming_uniform_(weight, a=sqrt(5)): bound = sqrt(6 / ((1 + 5) fan_in)) = 1/sqrt(fan_in)
             return I.he_uniform, dict(a=math.sqrt(5), layout="oi")
@@ -96,7 +106,8 @@ def _torch_default(owner: nn.Module, attr: str, shape, weight_shape):
 def _scheme(scheme: str, owner, attr, shape, weight_shape):
     if scheme == "torch_default":
         return _torch_default(owner, attr, shape, weight_shape)
-    if isinstance(owner, nn.Embedding) or isinstance(owner, _NORMS):
+    if isinstance(owner, (nn.Embedding, nn.EmbeddingBag, nn.PReLU) + _NORMS) or \
+            (_RMSNORM is not None and isinstance(owner, _RMSNORM)):
         return _torch_default(owner, attr, shape, weight_shape)
     if len(shape) >= 2:
         fn = getattr(I, scheme)
@@ -108,13 +119,17 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
     """Fill every parameter of ``module`` in place; returns ``module``.
 
     ``scheme``: "torch_default" reproduces PyTorch's default distributions (Linear /
-    Conv weights kaiming_uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)), Embedding N(0, 1),
-    norm layers ones/zeros, MultiheadAttention xavier_uniform in-projection and zero
-    biases); any other name from SCHEMES applies that initializer (PyTorch "oi"
-    layout) to every >= 2-D weight, zeros to biases, and keeps the defaults of norms
-    and embeddings. ``overrides`` maps parameter names or glob patterns
-    (``"*.bias"``) to an initializer name or callable, or ``(init, kwargs)``; the
-    first matching pattern wins.
+    Conv weights kaiming_uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)), Bilinear and
+    RNN/LSTM/GRU U(+-1/sqrt(in1 / hidden)), Embedding(Bag) N(0, 1) with the padding row
+    zeroed, norm layers (incl. RMSNorm) ones/zeros, PReLU 0.25, MultiheadAttention
+    xavier_uniform in-projection and zero biases, and nn.Transformer's xavier_uniform
+    of every >= 2-D parameter); any other name from SCHEMES applies that initializer
+    (PyTorch "oi" layout) to every >= 2-D weight, zeros to biases, and keeps the
+    defaults of norms, PReLU and embeddings. ``overrides`` maps parameter names or
+    glob patterns (``"*.bias"``) to an initializer name or callable, or ``(init,
+    kwargs)``; the first matching pattern wins, and initializers that take a
+    ``layout`` get ``layout="oi"`` unless the kwargs say otherwise. Module types
+    without a rule raise an error that names the parameter.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"init_module_ needs a torch.nn.Module, got {type(module).__name__}")
@@ -143,8 +158,14 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
                         raise ValueError(f"override for {name!r}: unknown initializer {fn!r}; known: "
                                          f"{sorted(I.INITIALIZERS)}")
                     fn = I.INITIALIZERS[fn]
-                choice = (fn, dict(kw))
+                kw = dict(kw)
+                if "layout" not in kw and _takes_layout(fn):
+                    kw["layout"] = "oi"      # torch weights are (out, in, *kernel)
+                choice = (fn, kw)
                 break
+        if choice is None and len(shape) >= 2 and any(
+                isinstance(owners.get(prefix), nn.Transformer) for prefix in _prefixes(owner_name)):
+            choice = (I.xavier_uniform, dict(layout="oi"))   # nn.Transformer._reset_parameters
         parent = owners.get(owner_name.rpartition(".")[0]) if owner_name else None
         if choice is None and isinstance(parent, nn.MultiheadAttention) and owner_name.endswith("out_proj") \
                 and attr == "bias":
@@ -152,12 +173,32 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
         if choice is None:
             choice = _scheme(scheme, owner, attr, shape, weight_shape)
         if choice is None:
+            hint = "'he_normal'" if len(shape) >= 2 else "('constant', {'value': ...}) or 'zeros'"
             raise ValueError(f"no {scheme!r} rule for parameter {name!r} of {type(owner).__name__}; "
-                             f"pass overrides={{{name!r}: 'he_normal'}} (or another initializer)")
+                             f"pass overrides={{{name!r}: {hint}}} (or another initializer)")
         plan.append((name, p, choice))
     with torch.no_grad():
         for name, p, (fn, kw) in plan:
             pkey = key / name
             _fill(p, lambda shape, dt, out, fn=fn, kw=kw, pkey=pkey:
                   fn(shape, pkey, dtype=dt, out=out, backend=backend, **kw))
+        overridden = {name for name, _, _ in plan if any(
+            pat == name or fnmatch.fnmatchcase(name, pat) for pat in overrides)}
+        for mname, mod in owners.items():           # Embedding.reset_parameters zeroes padding_idx
+            wname = f"{mname}.weight" if mname else "weight"
+            if isinstance(mod, nn.Embedding) and mod.padding_idx is not None and wname not in overridden:
+                mod.weight[mod.padding_idx].fill_(0)
     return module
+
+
+def _prefixes(owner_name: str):
+    """"" and every dotted prefix of ``owner_name`` (the module and its ancestors)."""
+    parts = owner_name.split(".") if owner_name else []
+    return [""] + [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _takes_layout(fn) -> bool:
+    try:
+        return "layout" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False

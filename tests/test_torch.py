@@ -118,3 +118,44 @@ def test_errors():
     init_module_(Odd(), 0, overrides={"scale": "ones"})
     with pytest.raises(ValueError, match="unknown initializer"):
         init_module_(Odd(), 0, overrides={"scale": "nope"})
+
+
+def test_review_cases_match_torch_defaults():
+    # overrides by name use PyTorch's (out, in) layout
+    m = nn.Linear(4096, 16)
+    init_module_(m, 1, overrides={"weight": "he_normal"})
+    assert abs(m.weight.detach().numpy().std() / math.sqrt(2 / 4096) - 1) < 0.03   # 65536 draws
+    # Embedding padding row is zero, as in torch
+    e = nn.Embedding(10, 4, padding_idx=3)
+    init_module_(e, 2)
+    assert not e.weight[3].detach().numpy().any() and e.weight[4].detach().numpy().any()
+    # Bilinear: weight and bias U(+-1/sqrt(in1))
+    b = nn.Bilinear(30, 50, 40)
+    init_module_(b, 3)
+    bound = 1 / math.sqrt(30)
+    for p in (b.weight, b.bias):
+        a = np.abs(p.detach().numpy())
+        assert a.max() <= bound and a.max() > 0.9 * bound
+    # nn.Transformer: every >= 2-D parameter xavier_uniform
+    t = nn.Transformer(64, 4, 1, 1, 256, batch_first=True)
+    init_module_(t, 4)
+    w = t.encoder.layers[0].linear2.weight.detach().numpy()
+    xb = math.sqrt(6 / (w.shape[0] + w.shape[1]))
+    assert xb * 0.95 < np.abs(w).max() <= xb
+    # LSTM / PReLU / RMSNorm / EmbeddingBag defaults
+    lstm = nn.LSTM(8, 16)
+    init_module_(lstm, 5)
+    a = np.abs(lstm.weight_hh_l0.detach().numpy())
+    assert a.max() <= 0.25 and a.max() > 0.24
+    pr = nn.PReLU()
+    init_module_(pr, 6)
+    assert float(pr.weight.detach()) == 0.25
+    if hasattr(nn, "RMSNorm"):
+        r = nn.RMSNorm(8)
+        init_module_(r, 7)
+        assert torch.equal(r.weight, torch.ones(8))
+
+
+def test_normal_presets_refuse_uniform():
+    with pytest.raises(ValueError, match="uniform preset"):
+        sbf.xavier_normal((3, 3), 0, distribution="uniform")
