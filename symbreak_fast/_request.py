@@ -112,6 +112,8 @@ def _round_inward(x: float, dt: np.dtype, up: bool) -> float:
 
 
 def _check_real(name: str, v) -> float:
+    if type(v) is float and v == v:      # fast path: a Python float that is not NaN
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
     v = float(v)
@@ -120,7 +122,7 @@ def _check_real(name: str, v) -> float:
     return v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     dist: str                 # "bits" | "uniform" | "normal" | "truncated_normal"
     dtype: np.dtype           # output dtype
