@@ -72,8 +72,10 @@ class Box:
         return math.prod(self.sizes)
 
     @property
-    def is_full(self) -> bool:
-        return self.sizes == self.shape
+    def slices(self) -> tuple[slice, ...]:
+        """The NumPy index selecting the box, every dim kept (reshape to out_shape to drop
+        the int-indexed ones)."""
+        return tuple(slice(st, st + sz) for st, sz in zip(self.starts, self.sizes))
 
 
 def normalize_index(index, shape: tuple[int, ...]) -> Box:
@@ -144,9 +146,3 @@ def row_plan(box: Box) -> tuple[np.ndarray, int]:
             offs = np.arange(sizes[i], dtype=np.int64) * np.int64(strides[i])
             row_starts = (offs[:, None] + row_starts[None, :]).ravel()
     return row_starts, row_len
-
-
-def global_indices(box: Box) -> np.ndarray:
-    """Every global flat index of the box, in output order (int64)."""
-    row_starts, row_len = row_plan(box)
-    return (row_starts[:, None] + np.arange(row_len, dtype=np.int64)[None, :]).ravel()

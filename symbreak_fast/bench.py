@@ -86,17 +86,6 @@ COMPARE = {
 }
 
 
-def ratios(rows: list[Row]) -> list[tuple[str, str, float]]:
-    """(group, peer, ours/peer throughput) for every peer row."""
-    by = {(r.group, r.name): r for r in rows}
-    res = []
-    for r in rows:
-        ours = COMPARE.get(r.group)
-        if ours and r.name != ours and (r.group, ours) in by:
-            res.append((r.group, r.name, by[(r.group, ours)].rate / r.rate))
-    return res
-
-
 def format_table(rows: list[Row]) -> str:
     fill = next((r for r in rows if r.group == "fill"), None)
     by = {(r.group, r.name): r for r in rows}

@@ -30,6 +30,7 @@ from ._indexing import normalize_index, normalize_shape
 from ._key import as_key
 from ._request import normalize_dtype
 from .random import normal as _normal
+from .random import prepare_out
 from .random import random_bits as _random_bits
 from .random import truncated_normal as _truncated_normal
 from .random import uniform as _uniform
@@ -271,7 +272,7 @@ def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend
     box = normalize_index(index, normalize_shape(shape))
     dt = normalize_dtype(dtype)
     v = _round_checked(np.asarray([float(value)]), dt, "value")
-    res = _out_or_new(out, box.out_shape, dt)
+    res = prepare_out(out, box.out_shape, dt)
     res[...] = v[0]
     return res
 
@@ -294,18 +295,6 @@ def zeros(shape, key=None, *, dtype="float32", index=None, backend=None, out=Non
 def ones(shape, key=None, *, dtype="float32", index=None, backend=None, out=None):
     """All ones (see ``constant``)."""
     return constant(shape, key, 1.0, dtype=dtype, index=index, backend=backend, out=out)
-
-
-def _out_or_new(out, shape, dt):
-    if out is None:
-        return np.empty(shape, dtype=dt)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != tuple(shape) or out.dtype != dt:
-        raise ValueError(f"out has shape {out.shape} and dtype {out.dtype}; expected {tuple(shape)} {dt}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("out must be a writeable C-contiguous array")
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -339,7 +328,7 @@ def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     rows, cols = _matrix_shape(shape, layout)
-    res = _out_or_new(out, box.out_shape, dt)
+    res = prepare_out(out, box.out_shape, dt)
     if rows * cols == 0:
         return res
     flat = _normal((rows, cols) if rows >= cols else (cols, rows), key, dtype="float64", backend=backend)
@@ -350,15 +339,9 @@ def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None
     if rows < cols:
         q = q.T
     full = (gain * q).reshape(shape)
-    part = full[box_index(box)].reshape(box.out_shape)
+    part = full[box.slices].reshape(box.out_shape)
     res[...] = _round_checked(part, dt, "gain")
     return res
-
-
-def box_index(box):
-    """The NumPy index selecting ``box`` from the full tensor, every dim kept as a slice
-    (reshape the result to ``box.out_shape`` to drop the int-indexed dims)."""
-    return tuple(slice(st, st + sz) for st, sz in zip(box.starts, box.sizes))
 
 
 def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=None, out=None):
@@ -370,7 +353,7 @@ def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     g = _round_checked(np.asarray([gain]), dt, "gain")[0]
-    res = _out_or_new(out, box.out_shape, dt)
+    res = prepare_out(out, box.out_shape, dt)
     full_view = res.reshape(box.sizes)
     full_view[...] = 0
     (r0, c0), (nr, nc) = box.starts, box.sizes
@@ -413,8 +396,8 @@ def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None
                 full[(g * per + d, d) + centre] = 1.0
             else:
                 full[centre + (d, g * per + d)] = 1.0
-    res = _out_or_new(out, box.out_shape, dt)
-    res[...] = full[box_index(box)].reshape(box.out_shape).astype(dt)
+    res = prepare_out(out, box.out_shape, dt)
+    res[...] = full[box.slices].reshape(box.out_shape).astype(dt)
     return res
 
 
@@ -438,21 +421,18 @@ def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", inde
     dt = normalize_dtype(dtype)
     if layout not in ("oi", "io"):
         raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
-    res = _out_or_new(out, box.out_shape, dt)
-    vals = _normal(shape, key, 0.0, float(std), dtype=dt, index=index, backend=backend)
+    res = _normal(shape, key, 0.0, float(std), dtype=dt, index=index, backend=backend, out=out)
     mat_shape = shape if layout == "oi" else shape[::-1]
     rows, cols = mat_shape
     n_zero = math.ceil(sparsity * rows)
-    mask = np.zeros(shape, dtype=bool)
     if n_zero and rows and cols:
         ranks = _random_bits(mat_shape, key / "sparse.mask", backend=backend)
         order = np.argsort(ranks, axis=0, kind="stable")       # stable: ties by row index
-        zero_rows = order[:n_zero]                              # (n_zero, cols)
-        m = np.zeros(mat_shape, dtype=bool)
-        np.put_along_axis(m, zero_rows, True, axis=0)
-        mask = m if layout == "oi" else m.T
-    res[...] = vals
-    res[mask[box_index(box)].reshape(box.out_shape)] = 0
+        mask = np.zeros(mat_shape, dtype=bool)
+        np.put_along_axis(mask, order[:n_zero], True, axis=0)  # the n_zero smallest per column
+        if layout == "io":
+            mask = mask.T
+        res[mask[box.slices].reshape(box.out_shape)] = 0
     return res
 
 

@@ -13,16 +13,17 @@ from . import _dispatch
 from ._request import Request, dtype_name, is_bfloat16, make_request
 
 
-def _prepare_out(req: Request, out) -> np.ndarray:
+def prepare_out(out, shape, dtype: np.dtype) -> np.ndarray:
+    """A new array of ``shape``/``dtype``, or ``out`` after checking it can hold the result."""
     if out is None:
-        return np.empty(req.out_shape, dtype=req.dtype)
+        return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != req.out_shape:
-        raise ValueError(f"out has shape {out.shape} but the result has shape {req.out_shape}; "
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape} but the result has shape {tuple(shape)}; "
                          "allocate np.empty(result_shape, dtype)")
-    if out.dtype != req.dtype:
-        raise ValueError(f"out has dtype {out.dtype} but dtype={dtype_name(req.dtype)} was requested; "
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype} but dtype={dtype_name(dtype)} was requested; "
                          "pass a matching dtype= or out array")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous; pass np.ascontiguousarray(out) and copy back")
@@ -34,7 +35,7 @@ def _prepare_out(req: Request, out) -> np.ndarray:
 def _run(req: Request, out, backend) -> np.ndarray:
     name, _ = _dispatch.choose_backend(backend, req.size)
     impl = _dispatch.get_backend(name)       # raises before anything is written
-    result = _prepare_out(req, out)
+    result = prepare_out(out, req.out_shape, req.dtype)
     if req.size:
         flat = result.reshape(-1)
         if is_bfloat16(req.dtype) or req.dtype == np.float16:

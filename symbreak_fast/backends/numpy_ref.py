@@ -15,10 +15,6 @@ NAME = "numpy"
 _CHUNK = 1 << 18  # elements per pass: bounds the temporaries to a few MiB
 
 
-def available() -> tuple[bool, str]:
-    return True, "always available"
-
-
 def _standard(req: Request, g: np.ndarray) -> np.ndarray:
     k0, k1 = np.uint32(req.k0), np.uint32(req.k1)
     if req.compute == "float32":
