@@ -1,0 +1,222 @@
+"""The CuPy backend: the CUDA kernels in ``kernels/`` launched through ``cupy.RawModule``.
+
+The per-element arithmetic lives in ``kernels/sbf_random.cuh``, which mirrors
+``symbreak_fast._spec`` function by function and also compiles as host C++ (the
+CPU emulation that proves the kernels' bits without a GPU). This module only
+loads the module (once per device and option set) and computes launch plans.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .._request import Request, is_bfloat16
+
+NAME = "cupy"
+DEVICE = "cuda"
+
+
+def probe() -> tuple[bool, str]:
+    """(usable, why); never raises and never initializes more than cupy's runtime query."""
+    if importlib.util.find_spec("cupy") is None:
+        return False, "cupy is not installed"
+    n, why = _device_count()
+    if n == 0:
+        return False, f"no CUDA device found ({why})"
+    return True, f"cupy sees {n} CUDA device(s)"
+
+
+def _device_count() -> tuple[int, str]:
+    try:
+        import cupy
+        n = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as e:  # no driver, driver too old, no device, broken install, ...
+        return 0, f"{type(e).__name__}: {e}"
+    return n, "" if n else "the CUDA runtime reports 0 devices"
+
+
+def device_count() -> int:
+    """Number of CUDA devices cupy can use (0 without cupy, a driver or a device)."""
+    if importlib.util.find_spec("cupy") is None:
+        return 0
+    return _device_count()[0]
+
+
+def storage_dtype(dt: np.dtype) -> np.dtype:
+    """The cupy dtype that holds results of ``dt``: bfloat16 bits in uint16 (cupy has no bfloat16)."""
+    return np.dtype(np.uint16) if is_bfloat16(dt) else np.dtype(dt)
+
+
+def empty(shape, dt: np.dtype, device_id: int):
+    import cupy
+    with cupy.cuda.Device(device_id):
+        return cupy.empty(shape, dtype=storage_dtype(dt))
+
+
+# ---------------------------------------------------------------------------
+# kernel sources and the memoized loader
+# ---------------------------------------------------------------------------
+KERNEL_FILE = "sbf_fill.cu"
+# -fmad=false: NVCC/NVRTC contract a*b+c into one FMA by default, which rounds once instead of
+# twice and so changes the last bits; the contract (docs/RNG.md) is "each operation rounded".
+# Division and square root are IEEE (-prec-div=true -prec-sqrt=true are NVRTC's defaults and
+# the header also calls __fsqrt_rn/__dsqrt_rn); -ftz=false (the default) keeps subnormals.
+NVRTC_OPTIONS = ("-std=c++17", "-fmad=false", "-prec-div=true", "-prec-sqrt=true", "-ftz=false")
+THREADS = 256            # matches __launch_bounds__(256) in sbf_fill.cu
+BLOCKS_PER_SM = 8        # grid-stride loop: enough resident warps to saturate memory bandwidth
+
+_DIST = {"bits": 0, "uniform": 1, "normal": 2, "truncated_normal": 3}   # SBF_DIST_* in the header
+
+
+def kernel_dir() -> Path:
+    """``kernels/``: inside the installed package (wheel) or beside it (source checkout)."""
+    here = Path(__file__).resolve().parent.parent
+    for d in (here / "kernels", here.parent / "kernels"):
+        if (d / KERNEL_FILE).is_file():
+            return d
+    raise FileNotFoundError(f"the CUDA sources ({KERNEL_FILE}) are missing from {here / 'kernels'} and "
+                            f"{here.parent / 'kernels'}; reinstall symbreak-fast")
+
+
+def kernel_source() -> str:
+    """sbf_fill.cu with its local ``#include "..."`` files inlined (recursively, once each), so the
+    source handed to NVRTC (and CuPy's kernel-cache key) covers every line that is compiled."""
+    d = kernel_dir()
+    seen: set[str] = set()
+
+    def expand(name: str) -> str:
+        if name in seen:
+            return ""
+        seen.add(name)
+        lines = []
+        for line in (d / name).read_text().splitlines():
+            s = line.strip()
+            if s.startswith('#include "') and s.endswith('"'):
+                lines.append(expand(s[len('#include "'):-1]))
+            else:
+                lines.append(line)
+        return "\n".join(lines)
+
+    return expand(KERNEL_FILE)
+
+
+def kernel_name(req: Request) -> str:
+    if req.dist == "bits":
+        return "sbf_random_bits_uint32"
+    dt = "bfloat16" if is_bfloat16(req.dtype) else np.dtype(req.dtype).name
+    return f"sbf_{req.dist}_{dt}"
+
+
+KERNEL_NAMES = tuple(["sbf_random_bits_uint32"] + [
+    f"sbf_{d}_{t}" for t in ("float32", "float16", "bfloat16", "float64")
+    for d in ("uniform", "normal", "truncated_normal")])
+
+_MODULES: dict = {}
+_SM_COUNT: dict = {}
+_EMPTY_OUTER: dict = {}
+
+
+def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS):
+    """The compiled ``cupy.RawModule`` for ``device_id``: built once per (device, options) and
+    process (CuPy also caches the binary on disk), never per call."""
+    k = (device_id, options)
+    mod = _MODULES.get(k)
+    if mod is None:
+        import cupy
+        with cupy.cuda.Device(device_id):
+            mod = cupy.RawModule(code=kernel_source(), options=options, name_expressions=None)
+            for name in KERNEL_NAMES:      # compile and load now, on this device
+                mod.get_function(name)
+        _MODULES[k] = mod
+    return mod
+
+
+def _sm_count(device_id: int) -> int:
+    n = _SM_COUNT.get(device_id)
+    if n is None:
+        import cupy
+        n = _SM_COUNT[device_id] = int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
+    return n
+
+
+# ---------------------------------------------------------------------------
+# launch plans (pure Python: the host emulation runs the same plans)
+# ---------------------------------------------------------------------------
+class LaunchPlan:
+    """Kernel, grid and arguments for one request (see the comment at the top of sbf_fill.cu)."""
+    __slots__ = ("name", "grid", "block", "n_rows", "row_len", "base", "outer", "scalars")
+
+    def __init__(self, name, grid, block, n_rows, row_len, base, outer, scalars):
+        self.name, self.grid, self.block = name, grid, block
+        self.n_rows, self.row_len, self.base, self.outer, self.scalars = n_rows, row_len, base, outer, scalars
+
+    def args(self, out, outer_ptr) -> tuple:
+        """Kernel arguments in sbf_fill.cu's order, with ``out`` and the ``outer`` table as given
+        (cupy arrays on the GPU, pointers in the host emulation)."""
+        return (out, np.int64(self.n_rows), np.int64(self.row_len), np.int64(self.base),
+                np.int32(self.outer.size // 2), outer_ptr) + self.scalars
+
+
+def row_map(box) -> tuple[int, int, int, np.ndarray]:
+    """(n_rows, row_len, base, outer) of a box: the device-side form of ``_indexing.row_plan``.
+
+    Row r starts at base + sum_i digit_i(r) * stride_i, the digits of r over the box's outer
+    extents (C order); ``outer`` = int64[sizes..., strides...] (size-1 dims dropped)."""
+    shape, starts, sizes = box.shape, box.starts, box.sizes
+    nd = len(shape)
+    size = math.prod(sizes)
+    none = np.zeros(0, np.int64)
+    if size == 0:
+        return 0, 0, 0, none
+    if nd == 0 or sizes == shape:
+        return 1, size, 0, none
+    d = nd - 1
+    while d > 0 and sizes[d] == shape[d]:
+        d -= 1
+    strides = [math.prod(shape[i + 1:]) for i in range(nd)]
+    row_len = sizes[d] * strides[d]
+    base = sum(st * sd for st, sd in zip(starts, strides))
+    dims = [(sizes[i], strides[i]) for i in range(d) if sizes[i] > 1]
+    n_rows = math.prod(s for s, _ in dims)
+    outer = np.array([s for s, _ in dims] + [t for _, t in dims], np.int64)
+    return n_rows, row_len, base, outer
+
+
+def launch_plan(req: Request, sm_count: int, threads: int = THREADS,
+                blocks_per_sm: int = BLOCKS_PER_SM) -> LaunchPlan | None:
+    """The launch for ``req`` on a device with ``sm_count`` multiprocessors (None: nothing to do)."""
+    n_rows, row_len, base, outer = row_map(req.box)
+    if n_rows == 0:
+        return None
+    per_block = 2 if req.compute == "float64" else 4
+    per_row = (row_len >> 1) + 1 if per_block == 2 else ((row_len + 2) >> 2) + 1
+    items = n_rows * per_row
+    grid = max(1, min(-(-items // threads), sm_count * blocks_per_sm))
+    if req.compute == "float64":
+        vals = (req.shift, req.scale, req.lo, req.hi, req.pa, req.qb, req.mass)
+    else:  # float32 values carried in doubles (exact); the kernel converts back exactly
+        vals = tuple(float(np.float32(v)) for v in (req.shift, req.scale, req.lo, req.hi, req.pa, req.qb,
+                                                     req.mass))
+    scalars = (np.uint32(req.k0), np.uint32(req.k1)) + tuple(np.float64(v) for v in vals)
+    return LaunchPlan(kernel_name(req), grid, threads, n_rows, row_len, base, outer, scalars)
+
+
+def generate(req: Request, out_flat) -> None:
+    """Fill the 1-D C-contiguous cupy array ``out_flat`` on its device, on the current stream."""
+    import cupy
+    dev = out_flat.device.id
+    plan = launch_plan(req, _sm_count(dev))
+    if plan is None:
+        return
+    with cupy.cuda.Device(dev):
+        fn = load_module(dev).get_function(plan.name)
+        if plan.outer.size:
+            outer = cupy.asarray(plan.outer)   # a few dozen bytes, stream-ordered before the launch
+        else:
+            outer = _EMPTY_OUTER.get(dev)
+            if outer is None:
+                outer = _EMPTY_OUTER[dev] = cupy.zeros(1, np.int64)
+        fn((plan.grid,), (plan.block,), plan.args(out_flat, outer))

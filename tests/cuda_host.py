@@ -1,0 +1,109 @@
+"""Build and drive the host emulation of the CUDA kernels (kernels/emulate_host.cpp).
+
+The shared header and the kernel file are compiled by the system C++ compiler with
+``-O2 -ffp-contract=off`` (the host's ``-fmad=false``) into a shared library, loaded with
+ctypes. ``launch`` runs a kernel over an emulated grid with exactly the ``LaunchPlan`` (kernel
+name, grid, block, argument list) that the CuPy backend uses on a GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from symbreak_fast.backends import cuda_cupy
+
+KDIR = cuda_cupy.kernel_dir()
+SOURCES = ("emulate_host.cpp", "emulate_grid.h", "sbf_fill.cu", "sbf_random.cuh", "sbf_constants.cuh")
+CXXFLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-Wall"]
+
+
+def compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def build(build_dir: Path) -> Path:
+    """Compile the emulation library into ``build_dir`` (reused while the sources are unchanged)."""
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (install g++) - the host emulation needs one")
+    h = hashlib.sha256(" ".join(CXXFLAGS).encode())
+    for name in SOURCES:
+        h.update((KDIR / name).read_bytes())
+    lib = build_dir / f"libsbf_emulate_{h.hexdigest()[:16]}.so"
+    if not lib.exists():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [cxx, *CXXFLAGS, "-I", str(KDIR), str(KDIR / "emulate_host.cpp"), "-o", str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode:
+            raise RuntimeError(f"host build failed:\n{' '.join(cmd)}\n{res.stderr}")
+        os.replace(tmp, lib)
+    return lib
+
+
+# C parameter types of every kernel, read from the SBF_PARAMS macro in sbf_fill.cu
+_CTYPE = {"sbf_i64": np.int64, "int": np.int32, "sbf_u32": np.uint32, "double": np.float64}
+
+
+def kernel_param_types() -> list:
+    """[np.dtype or 'ptr'] for the parameters after ``out``, as declared in sbf_fill.cu."""
+    src = (KDIR / "sbf_fill.cu").read_text()
+    m = re.search(r"#define SBF_PARAMS (.*?)\n(?!\s)", src, re.S)
+    decl = m.group(1).replace("\\\n", " ")
+    types = []
+    for p in decl.split(","):
+        words = p.replace("const", "").split()
+        if "*" in p:
+            types.append("ptr")
+        else:
+            types.append(np.dtype(_CTYPE[words[0]]))
+    return types
+
+
+class Emulator:
+    def __init__(self, lib_path: Path):
+        self.lib = ctypes.CDLL(str(lib_path))
+        self.param_types = kernel_param_types()
+        argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
+        conv = {np.dtype(np.int64): ctypes.c_int64, np.dtype(np.int32): ctypes.c_int32,
+                np.dtype(np.uint32): ctypes.c_uint32, np.dtype(np.float64): ctypes.c_double}
+        argtypes += [ctypes.c_void_p if t == "ptr" else conv[t] for t in self.param_types]
+        self.lib.sbf_host_launch.argtypes = argtypes
+        self.lib.sbf_host_launch.restype = ctypes.c_int
+
+    def launch(self, plan, out: np.ndarray) -> None:
+        """Run ``plan`` (cuda_cupy.LaunchPlan) writing into the NumPy array ``out``."""
+        outer = np.ascontiguousarray(plan.outer, dtype=np.int64)
+        if outer.size == 0:
+            outer = np.zeros(1, np.int64)
+        self.launch_args(plan.name, plan.grid, plan.block, plan.args(out, outer))
+
+    def launch_args(self, name: str, grid: int, block: int, args: tuple) -> None:
+        """Run kernel ``name`` with a kernel argument tuple as a RawKernel call receives it
+        (NumPy arrays standing in for device arrays)."""
+        assert len(args) - 1 == len(self.param_types), "argument count does not match SBF_PARAMS"
+        assert isinstance(args[0], np.ndarray) and args[0].flags.c_contiguous
+        cargs = []
+        for a, t in zip(args[1:], self.param_types):
+            if t == "ptr":
+                assert isinstance(a, np.ndarray) and a.dtype == np.int64, a
+                cargs.append(a.ctypes.data)
+            else:   # the plan must hand each parameter over in the kernel's exact C type
+                assert isinstance(a, np.generic) and a.dtype == t, (a, type(a), t)
+                cargs.append(a.item())
+        rc = self.lib.sbf_host_launch(name.encode(), grid, block, args[0].ctypes.data, *cargs)
+        assert rc == 0, f"unknown kernel {name}"
+
+    def call(self, fname: str, *args):
+        return getattr(self.lib, fname)(*args)
+
+
+def ptr(a: np.ndarray):
+    return ctypes.c_void_p(a.ctypes.data)
