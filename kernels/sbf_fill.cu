@@ -105,10 +105,10 @@ SBF_FN void sbf_fill_family32(typename sbf_store<KIND>::T* out, sbf_i64 n_rows, 
             v[0] = (T)w.w0; v[1] = (T)w.w1; v[2] = (T)w.w2; v[3] = (T)w.w3;
         } else {
             sbf_f32x4 z = standard_block_float32<DIST>(w, pa, qb, mass);
-            v[0] = sbf_convert32<KIND>(affine_clamp_float32(z.v0, shift, scale, lo, hi));
-            v[1] = sbf_convert32<KIND>(affine_clamp_float32(z.v1, shift, scale, lo, hi));
-            v[2] = sbf_convert32<KIND>(affine_clamp_float32(z.v2, shift, scale, lo, hi));
-            v[3] = sbf_convert32<KIND>(affine_clamp_float32(z.v3, shift, scale, lo, hi));
+            v[0] = sbf_convert32<KIND>(affine_clamp(z.v0, shift, scale, lo, hi));
+            v[1] = sbf_convert32<KIND>(affine_clamp(z.v1, shift, scale, lo, hi));
+            v[2] = sbf_convert32<KIND>(affine_clamp(z.v2, shift, scale, lo, hi));
+            v[3] = sbf_convert32<KIND>(affine_clamp(z.v3, shift, scale, lo, hi));
         }
         sbf_store_block<T, 4>(out, r * row_len, s, row_len, g0, v);
     }
@@ -132,8 +132,8 @@ SBF_FN void sbf_fill_family64(double* out, sbf_i64 n_rows, sbf_i64 row_len, sbf_
         sbf_words w = philox_block((sbf_u64)b, k0, k1);
         sbf_f64x2 z = standard_block_float64<DIST>(w, pa, qb, mass);
         alignas(16) double v[2];
-        v[0] = affine_clamp_float64(z.v0, shift, scale, lo, hi);
-        v[1] = affine_clamp_float64(z.v1, shift, scale, lo, hi);
+        v[0] = affine_clamp(z.v0, shift, scale, lo, hi);
+        v[1] = affine_clamp(z.v1, shift, scale, lo, hi);
         sbf_store_block<double, 2>(out, r * row_len, s, row_len, g0, v);
     }
 }

@@ -367,13 +367,13 @@ SBF_FN double standard_normal_float64_element(sbf_u64 g, sbf_u32 k0, sbf_u32 k1)
 }
 
 // clamp(shift + scale * z) to [lo, hi]: multiply, add, then two strict comparisons
-SBF_FN float affine_clamp_float32(float z, float shift, float scale, float lo, float hi) {
+SBF_FN float affine_clamp(float z, float shift, float scale, float lo, float hi) {
     float t = scale * z;
     float y = shift + t;
     y = y < lo ? lo : y;
     return y > hi ? hi : y;
 }
-SBF_FN double affine_clamp_float64(double z, double shift, double scale, double lo, double hi) {
+SBF_FN double affine_clamp(double z, double shift, double scale, double lo, double hi) {
     double t = scale * z;
     double y = shift + t;
     y = y < lo ? lo : y;

@@ -352,3 +352,19 @@ def test_generate_glue_with_stand_in_cupy(emu, monkeypatch):
     assert [c for c in calls if c[0] == "module"] == [("module", cuda_cupy.NVRTC_OPTIONS)]  # loaded once
     launches = [c for c in calls if c[0] == "launch"]
     assert len(launches) == 4 and all(c[3] == (cuda_cupy.THREADS,) for c in launches)
+
+
+def test_header_mirrors_every_spec_function():
+    """Each public function of _spec.py has its namesake in the header (the vectorized
+    ``*_elements`` as the per-element ``*_element``)."""
+    import inspect
+    text = (cuda_cupy.kernel_dir() / "sbf_random.cuh").read_text()
+    names = [n for n, f in vars(S).items() if inspect.isfunction(f) and not n.startswith("_")
+             and f.__module__ == S.__name__]
+    assert len(names) > 25
+    missing = []
+    for n in names:
+        c = n[:-1] if n.endswith("_elements") else n
+        if not __import__("re").search(rf"\b{c}\(", text):
+            missing.append(n)
+    assert not missing, f"functions of _spec.py without a namesake in sbf_random.cuh: {missing}"
