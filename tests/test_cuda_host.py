@@ -295,6 +295,8 @@ def test_emulation_detects_a_wrong_plan(emu):
 
 # --- the backend's generate() glue, with a stand-in for cupy that runs the emulation ------------
 class _FakeDevice:
+    compute_capability = "90"
+
     def __init__(self, i=0):
         self.id = i
         self.attributes = {"MultiProcessorCount": 3}
@@ -315,9 +317,9 @@ def fake_cupy(emu, calls):
     import types
 
     class RawModule:
-        def __init__(self, code, options, name_expressions=None):
-            assert code == cuda_cupy.kernel_source() and options == cuda_cupy.NVRTC_OPTIONS
-            calls.append(("module", options))
+        def __init__(self, path):
+            assert Path(path).read_bytes() == b"cubin for 90"
+            calls.append(("module", Path(path).name))
 
         def get_function(self, name):
             assert name in cuda_cupy.KERNEL_NAMES, name
@@ -333,11 +335,18 @@ def fake_cupy(emu, calls):
                                  zeros=lambda n, dt: np.zeros(n, dt))
 
 
-def test_generate_glue_with_stand_in_cupy(emu, monkeypatch):
+def test_generate_glue_with_stand_in_cupy(emu, monkeypatch, tmp_path):
     """cuda_cupy.generate end to end (module loading once, plan, argument packing, outer table)
     with cupy replaced by a stand-in whose kernels run the host emulation."""
     calls = []
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(emu, calls))
+    monkeypatch.setenv("SYMBREAK_KERNEL_CACHE", str(tmp_path))
+
+    def compile_kernels(arch, target, options):
+        calls.append(("compile", arch, target, options))
+        return f"cubin for {arch}".encode()
+    monkeypatch.setattr(cuda_cupy, "compile_kernels", compile_kernels)
+    monkeypatch.setattr(cuda_cupy, "_nvrtc_version", lambda: (13, 0))
     monkeypatch.setattr(cuda_cupy, "_MODULES", {})
     monkeypatch.setattr(cuda_cupy, "_SM_COUNT", {})
     monkeypatch.setattr(cuda_cupy, "_EMPTY_OUTER", {})
@@ -349,7 +358,13 @@ def test_generate_glue_with_stand_in_cupy(emu, monkeypatch):
         out = np.zeros(req.size, storage(req) if req.dtype.itemsize != 2 else np.uint16).view(_FakeArray)
         cuda_cupy.generate(req, out)
         assert_bits(np.asarray(out), reference(req))
-    assert [c for c in calls if c[0] == "module"] == [("module", cuda_cupy.NVRTC_OPTIONS)]  # loaded once
+    # compiled once for the device's arch with the production options, loaded once
+    assert [c for c in calls if c[0] == "compile"] == [("compile", "90", "cubin", cuda_cupy.NVRTC_OPTIONS)]
+    assert len([c for c in calls if c[0] == "module"]) == 1
+    cuda_cupy._MODULES.clear()          # a new process: the cubin comes from the cache, no compile
+    cuda_cupy.load_module(0)
+    assert len([c for c in calls if c[0] == "compile"]) == 1
+    assert len([c for c in calls if c[0] == "module"]) == 2
     launches = [c for c in calls if c[0] == "launch"]
     assert len(launches) == 4 and all(c[3] == (cuda_cupy.THREADS,) for c in launches)
 

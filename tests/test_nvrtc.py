@@ -27,18 +27,9 @@ def _nvrtc():
     return nvrtc
 
 
-def compile_ptx(arch: str) -> str:
-    nvrtc = _nvrtc()
-    prog = nvrtc.createProgram(cuda_cupy.kernel_source(), "sbf_fill.cu", [], [])
-    try:
-        try:
-            nvrtc.compileProgram(prog, [f"-arch=compute_{arch}", *cuda_cupy.NVRTC_OPTIONS])
-        except Exception as e:
-            log = nvrtc.getProgramLog(prog)
-            raise AssertionError(f"NVRTC failed for compute_{arch}: {e}\n{log}") from e
-        ptx = nvrtc.getPTX(prog)
-    finally:
-        nvrtc.destroyProgram(prog)
+def compile_ptx(arch: str, options=cuda_cupy.NVRTC_OPTIONS) -> str:
+    _nvrtc()
+    ptx = cuda_cupy.compile_kernels(arch, "ptx", options)      # the production compile path
     return ptx.decode() if isinstance(ptx, bytes) else ptx
 
 
@@ -66,16 +57,18 @@ def test_no_fma_and_ieee_div_sqrt(ptx):
 
 def test_default_options_would_fuse():
     """The check above can fail: without -fmad=false NVRTC does contract a*b+c into fma."""
-    nvrtc = _nvrtc()
-    prog = nvrtc.createProgram(cuda_cupy.kernel_source(), "sbf_fill.cu", [], [])
-    try:
-        opts = [o for o in cuda_cupy.NVRTC_OPTIONS if o != "-fmad=false"]
-        nvrtc.compileProgram(prog, ["-arch=compute_90", *opts])
-        text = nvrtc.getPTX(prog)
-    finally:
-        nvrtc.destroyProgram(prog)
-    text = text.decode() if isinstance(text, bytes) else text
+    text = compile_ptx("90", tuple(o for o in cuda_cupy.NVRTC_OPTIONS if o != "-fmad=false"))
     assert re.search(r"\bfma\.rn\.f32", text)
+
+
+@pytest.mark.parametrize("arch", ["90"])
+def test_cubin_for_the_device(arch):
+    """load_module compiles straight to a cubin for the device's arch (no driver PTX JIT)."""
+    _nvrtc()
+    cubin = cuda_cupy.compile_kernels(arch, "cubin")
+    assert cubin[:4] == b"\x7fELF"
+    for name in cuda_cupy.KERNEL_NAMES:
+        assert name.encode() in cubin
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed (NVRTC above is the required check)")

@@ -119,16 +119,75 @@ _SM_COUNT: dict = {}
 _EMPTY_OUTER: dict = {}
 
 
+def compile_kernels(arch: str, target: str = "cubin", options: tuple[str, ...] = NVRTC_OPTIONS) -> bytes:
+    """Compile ``kernel_source()`` with NVRTC for ``sm_<arch>`` (``target`` "cubin" or "ptx").
+
+    We call NVRTC ourselves instead of letting ``cupy.RawModule(code=...)`` compile, because
+    CuPy appends ``-ftz=true`` to every RawModule/RawKernel compile (flushing float32 subnormals,
+    which the contract keeps: a tiny std gives subnormal outputs). Needs no GPU or driver."""
+    from cupy_backends.cuda.libs import nvrtc
+    if target not in ("cubin", "ptx"):
+        raise ValueError(f"target must be 'cubin' or 'ptx', got {target!r}")
+    arch_opt = f"-arch=sm_{arch}" if target == "cubin" else f"-arch=compute_{arch}"
+    prog = nvrtc.createProgram(kernel_source(), KERNEL_FILE, [], [])
+    try:
+        try:
+            nvrtc.compileProgram(prog, [arch_opt, *options])
+        except Exception as e:
+            raise RuntimeError(f"NVRTC failed to compile {KERNEL_FILE} for sm_{arch} with {options}: {e}\n"
+                               f"{nvrtc.getProgramLog(prog)}") from e
+        return nvrtc.getCUBIN(prog) if target == "cubin" else nvrtc.getPTX(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+def _nvrtc_version() -> tuple[int, int]:
+    from cupy_backends.cuda.libs import nvrtc
+    return tuple(nvrtc.getVersion())
+
+
+def _cache_dir() -> Path:
+    import os
+    root = os.environ.get("SYMBREAK_KERNEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symbreak_fast")
+    return Path(root)
+
+
+def _binary_path(arch: str, options: tuple[str, ...]) -> Path:
+    """The compiled module for ``arch``: compiled once, then reused from a file named by the hash
+    of (source, options, arch, NVRTC version), so any change of those recompiles."""
+    import hashlib
+    import os
+    import tempfile
+    h = hashlib.sha256(repr((kernel_source(), options, arch, _nvrtc_version())).encode()).hexdigest()[:24]
+    for d in (_cache_dir(), Path(tempfile.gettempdir()) / f"symbreak_fast-{os.getuid()}"):
+        path = d / f"sbf_fill_sm{arch}_{h}.cubin"
+        if path.is_file():
+            return path
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(compile_kernels(arch, "cubin", options))
+            os.replace(tmp, path)      # atomic: concurrent processes never read half a file
+            return path
+        except OSError:
+            continue                   # unwritable cache: try the next location
+    raise RuntimeError(f"cannot write the compiled kernels to {_cache_dir()} or the temp dir; set "
+                       "SYMBREAK_KERNEL_CACHE to a writable directory")
+
+
 def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS):
-    """The compiled ``cupy.RawModule`` for ``device_id``: built once per (device, options) and
-    process (CuPy also caches the binary on disk), never per call."""
+    """The ``cupy.RawModule`` of the kernels for ``device_id``: loaded once per (device, options)
+    and process, from a cubin compiled once per machine; never rebuilt per call."""
     k = (device_id, options)
     mod = _MODULES.get(k)
     if mod is None:
         import cupy
-        with cupy.cuda.Device(device_id):
-            mod = cupy.RawModule(code=kernel_source(), options=options, name_expressions=None)
-            for name in KERNEL_NAMES:      # compile and load now, on this device
+        dev = cupy.cuda.Device(device_id)
+        with dev:
+            arch = str(dev.compute_capability)
+            mod = cupy.RawModule(path=str(_binary_path(arch, options)))
+            for name in KERNEL_NAMES:      # load every kernel now, on this device
                 mod.get_function(name)
         _MODULES[k] = mod
     return mod
