@@ -2,9 +2,10 @@
 schemes, and ``init_params`` for whole models.
 
 Every initializer is ``f(shape, key, ..., *, dtype="float32", index=None,
-backend=None, out=None)`` and, like the generators, a pure function of
+backend=None, device=None, out=None)`` and, like the generators, a pure function of
 (key, shape, parameters): same bits on every backend, ``index=`` returns exactly
-``full[index]``.
+``full[index]``. ``device=`` is as for the generators (a cupy ``out=`` selects its
+GPU); ``orthogonal`` on a GPU matches the CPU only to rounding (see its docstring).
 
 Fan conventions (``fan_in_fan_out``):
 
@@ -19,6 +20,7 @@ both fans, as torch and JAX do.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import operator
@@ -28,9 +30,10 @@ import numpy as np
 
 from ._indexing import normalize_index, normalize_shape
 from ._key import as_key
-from ._request import normalize_dtype
+from . import _dispatch
+from ._request import is_bfloat16, normalize_dtype
 from .random import normal as _normal
-from .random import prepare_out
+from .random import place as _place
 from .random import random_bits as _random_bits
 from .random import truncated_normal as _truncated_normal
 from .random import uniform as _uniform
@@ -148,13 +151,13 @@ def variance_scaling_params(shape, scale=1.0, mode="fan_in", distribution="trunc
     return "normal", math.sqrt(variance)
 
 
-def _draw(kind, value, shape, key, dtype, index, backend, out):
+def _draw(kind, value, shape, key, dtype, index, backend, device, out):
+    kw = dict(dtype=dtype, index=index, backend=backend, device=device, out=out)
     if kind == "uniform":
-        return _uniform(shape, key, -value, value, dtype=dtype, index=index, backend=backend, out=out)
+        return _uniform(shape, key, -value, value, **kw)
     if kind == "truncated_normal":
-        return _truncated_normal(shape, key, 0.0, value, -2.0, 2.0, dtype=dtype, index=index,
-                                 backend=backend, out=out)
-    return _normal(shape, key, 0.0, value, dtype=dtype, index=index, backend=backend, out=out)
+        return _truncated_normal(shape, key, 0.0, value, -2.0, 2.0, **kw)
+    return _normal(shape, key, 0.0, value, **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def _draw(kind, value, shape, key, dtype, index, backend, out):
 # ---------------------------------------------------------------------------
 def variance_scaling(shape, key, scale=1.0, mode="fan_in", distribution="truncated_normal", *,
                      layout="io", in_axis=None, out_axis=None, dtype="float32", index=None, backend=None,
-                     out=None):
+                     device=None, out=None):
     """Zero-mean draw with variance ``scale / fan`` (jax.nn.initializers.variance_scaling).
 
     ``mode``: fan_in | fan_out | fan_avg | fan_geo_avg. ``distribution``:
@@ -171,26 +174,26 @@ def variance_scaling(shape, key, scale=1.0, mode="fan_in", distribution="truncat
     """
     kind, value = variance_scaling_params(shape, scale, mode, distribution, layout=layout, in_axis=in_axis,
                                           out_axis=out_axis)
-    return _draw(kind, value, shape, key, dtype, index, backend, out)
+    return _draw(kind, value, shape, key, dtype, index, backend, device, out)
 
 
-def _fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out):
+def _fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out):
     return dict(layout=layout, in_axis=in_axis, out_axis=out_axis, dtype=dtype, index=index, backend=backend,
-                out=out)
+                device=device, out=out)
 
 
 def _check_gain(gain):
     if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not math.isfinite(gain) \
-            or not gain > 0 or not float(gain) ** 2 > 0:
+            or not gain > 0 or not float(gain) * float(gain) > 0:
         raise ValueError(f"gain must be a positive finite number (with gain**2 > 0), got {gain!r}")
     return float(gain)
 
 
 def xavier_uniform(shape, key, gain=1.0, *, layout="io", in_axis=None, out_axis=None, dtype="float32",
-                   index=None, backend=None, out=None):
+                   index=None, backend=None, device=None, out=None):
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (torch.nn.init.xavier_uniform_, glorot_uniform)."""
     return variance_scaling(shape, key, _check_gain(gain) ** 2, "fan_avg", "uniform",
-                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out))
 
 
 def _normal_kind(distribution):
@@ -201,12 +204,12 @@ def _normal_kind(distribution):
 
 
 def xavier_normal(shape, key, gain=1.0, *, distribution="normal", layout="io", in_axis=None, out_axis=None,
-                  dtype="float32", index=None, backend=None, out=None):
+                  dtype="float32", index=None, backend=None, device=None, out=None):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)); plain normal like torch.
 
     ``distribution="truncated_normal"`` gives jax/Keras glorot_normal (same variance)."""
     return variance_scaling(shape, key, _check_gain(gain) ** 2, "fan_avg", _normal_kind(distribution),
-                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out))
 
 
 def _kaiming_scale(a, mode, nonlinearity):
@@ -216,34 +219,35 @@ def _kaiming_scale(a, mode, nonlinearity):
 
 
 def he_uniform(shape, key, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, layout="io", in_axis=None,
-               out_axis=None, dtype="float32", index=None, backend=None, out=None):
+               out_axis=None, dtype="float32", index=None, backend=None, device=None, out=None):
     """U(-b, b), b = gain * sqrt(3 / fan) with gain = calculate_gain(nonlinearity, a)
     (torch.nn.init.kaiming_uniform_; defaults give gain sqrt(2), fan_in)."""
     return variance_scaling(shape, key, _kaiming_scale(a, mode, nonlinearity), mode, "uniform",
-                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out))
 
 
 def he_normal(shape, key, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, distribution="normal",
-              layout="io", in_axis=None, out_axis=None, dtype="float32", index=None, backend=None, out=None):
+              layout="io", in_axis=None, out_axis=None, dtype="float32", index=None, backend=None, device=None,
+              out=None):
     """N(0, std^2), std = gain / sqrt(fan) (torch.nn.init.kaiming_normal_: plain normal).
 
     ``distribution="truncated_normal"`` gives jax/Keras he_normal (same variance)."""
     return variance_scaling(shape, key, _kaiming_scale(a, mode, nonlinearity), mode, _normal_kind(distribution),
-                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out))
 
 
 def lecun_uniform(shape, key, *, layout="io", in_axis=None, out_axis=None, dtype="float32", index=None,
-                  backend=None, out=None):
+                  backend=None, device=None, out=None):
     """U(-b, b), b = sqrt(3 / fan_in)."""
     return variance_scaling(shape, key, 1.0, "fan_in", "uniform",
-                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out))
 
 
 def lecun_normal(shape, key, *, distribution="normal", layout="io", in_axis=None, out_axis=None,
-                 dtype="float32", index=None, backend=None, out=None):
+                 dtype="float32", index=None, backend=None, device=None, out=None):
     """N(0, 1 / fan_in); ``distribution="truncated_normal"`` for jax's lecun_normal."""
     return variance_scaling(shape, key, 1.0, "fan_in", _normal_kind(distribution),
-                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, out))
+                            **_fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out))
 
 
 glorot_uniform = xavier_uniform
@@ -255,7 +259,7 @@ kaiming_normal = he_normal
 # ---------------------------------------------------------------------------
 # symmetric (constant) initializers
 # ---------------------------------------------------------------------------
-def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend=None, out=None):
+def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend=None, device=None, out=None):
     """Every element equal to ``value``.
 
     Symmetric on purpose (the lab uses it): a hidden layer whose neurons start equal
@@ -272,8 +276,11 @@ def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend
     box = normalize_index(index, normalize_shape(shape))
     dt = normalize_dtype(dtype)
     v = _round_checked(np.asarray([float(value)]), dt, "value")
-    res = prepare_out(out, box.out_shape, dt)
-    res[...] = v[0]
+    res, _, _, dev = _place(out, box.out_shape, dt, backend, device)
+    if dev is None:
+        res[...] = v[0]
+    else:               # the same correctly rounded value; bfloat16 as its uint16 bits
+        res.fill(int(v.view(np.uint16)[0]) if is_bfloat16(dt) else float(v[0]))
     return res
 
 
@@ -287,14 +294,45 @@ def _round_checked(x: np.ndarray, dt: np.dtype, what: str) -> np.ndarray:
     return r
 
 
-def zeros(shape, key=None, *, dtype="float32", index=None, backend=None, out=None):
+def _round_checked_xp(xp, x, dt: np.dtype, what: str):
+    """``_round_checked`` for a float64 array of namespace ``xp`` (cupy): the storage array
+    (uint16 bits for bfloat16), each element correctly rounded from float64."""
+    if is_bfloat16(dt):
+        # round to odd into float32 (exact below float32's last bit), then to nearest even
+        # into bfloat16's 8 bits: the pair is one correct rounding from float64
+        with np.errstate(over="ignore"):
+            f = x.astype(np.float32)
+        back = f.astype(np.float64)
+        b = f.view(np.uint32)
+        b = xp.where(xp.abs(back) > xp.abs(x), b - np.uint32(1), b)      # toward zero
+        b = b | (back != x).astype(np.uint32)                              # sticky bit
+        r = ((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+        ok = (r & np.uint16(0x7F80)) != np.uint16(0x7F80)
+    else:
+        r = x.astype(dt)
+        ok = xp.isfinite(r)
+    if not bool(ok.all()):
+        raise ValueError(f"{what} overflows {dt.name if dt.name != 'void16' else dt}: the largest "
+                         f"magnitude is {float(xp.abs(x).max()):.4g}; use a wider dtype or a smaller {what}")
+    return r
+
+
+def _upload(res, host: np.ndarray, impl, dev) -> None:
+    """Copy the host array ``host`` (dtype of the result) into the device result ``res``."""
+    if is_bfloat16(host.dtype):
+        host = host.view(np.uint16)
+    with _dispatch.device_scope(impl, dev):
+        res[...] = _dispatch.array_module(impl).asarray(np.ascontiguousarray(host))
+
+
+def zeros(shape, key=None, *, dtype="float32", index=None, backend=None, device=None, out=None):
     """All zeros (see ``constant`` for why this is bad for hidden weights)."""
-    return constant(shape, key, 0.0, dtype=dtype, index=index, backend=backend, out=out)
+    return constant(shape, key, 0.0, dtype=dtype, index=index, backend=backend, device=device, out=out)
 
 
-def ones(shape, key=None, *, dtype="float32", index=None, backend=None, out=None):
+def ones(shape, key=None, *, dtype="float32", index=None, backend=None, device=None, out=None):
     """All ones (see ``constant``)."""
-    return constant(shape, key, 1.0, dtype=dtype, index=index, backend=backend, out=out)
+    return constant(shape, key, 1.0, dtype=dtype, index=index, backend=backend, device=device, out=out)
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +346,8 @@ def _matrix_shape(shape, layout):
     raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
 
 
-def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None, backend=None, out=None):
+def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None, backend=None, device=None,
+               out=None):
     """A (semi-)orthogonal matrix times ``gain``: QR of a counter-based float64 normal
     matrix with the sign correction Q *= sign(diag(R)) (Saxe et al.; torch/JAX).
 
@@ -318,8 +357,10 @@ def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None
     every CPU backend gives the same bits on a given machine. Across BLAS builds or CPU
     types the float64 QR may differ in its last bits, which can flip the rounding of an
     occasional float32 element. ``index=`` computes the whole matrix (orthogonality is a
-    global property) and returns the slice. The GPU backend (later issue) will use
-    cupy.linalg.qr on the same draw: equal to ~1e-6 relative, not bit for bit.
+    global property) and returns the slice. On a CUDA device the float64 draw is
+    generated there (bit-identical to the CPU's) and factored by cupy.linalg.qr
+    (cuSOLVER): the result is orthogonal to float tolerance and matches the CPU result
+    only to rounding (~1e-6 relative for float32), not bit for bit.
     """
     shape = normalize_shape(shape)
     if len(shape) < 2:
@@ -328,24 +369,36 @@ def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     rows, cols = _matrix_shape(shape, layout)
-    res = prepare_out(out, box.out_shape, dt)
+    res, name, impl, dev = _place(out, box.out_shape, dt, backend, device)
     if rows * cols == 0:
         return res
-    flat = _normal((rows, cols) if rows >= cols else (cols, rows), key, dtype="float64", backend=backend)
-    q, r = np.linalg.qr(flat)
-    d = np.sign(np.diagonal(r))
-    d[d == 0] = 1.0
-    q = q * d
-    if rows < cols:
-        q = q.T
-    full = (gain * q).reshape(shape)
-    part = full[box.slices].reshape(box.out_shape)
-    res[...] = _round_checked(part, dt, "gain")
+    mat = (rows, cols) if rows >= cols else (cols, rows)
+    if dev is None:
+        xp = np
+        flat = _normal(mat, key, dtype="float64", backend=backend, device="cpu")
+    else:
+        xp = _dispatch.array_module(impl)
+        flat = _normal(mat, key, dtype="float64", backend=name, device=f"cuda:{dev}")
+    with (_dispatch.device_scope(impl, dev) if dev is not None else contextlib.nullcontext()):
+        q, r = xp.linalg.qr(flat)
+        d = xp.sign(xp.diagonal(r))
+        d[d == 0] = 1.0
+        q = q * d
+        if rows < cols:
+            q = q.T
+        full = (gain * q).reshape(shape)
+        part = full[box.slices].reshape(box.out_shape)
+        if dev is None:
+            res[...] = _round_checked(part, dt, "gain")
+        else:
+            res[...] = _round_checked_xp(xp, part, dt, "gain")
     return res
 
 
-def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=None, out=None):
-    """``gain`` on the diagonal, 0 elsewhere, for a 2-D matrix (torch.nn.init.eye_)."""
+def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=None, device=None, out=None):
+    """``gain`` on the diagonal, 0 elsewhere, for a 2-D matrix (torch.nn.init.eye_).
+
+    On a CUDA device it is built on the host and copied over (same bits)."""
     shape = normalize_shape(shape)
     if len(shape) != 2:
         raise ValueError(f"identity/eye needs a 2-D shape, got {shape}; use dirac for conv kernels")
@@ -353,24 +406,29 @@ def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     g = _round_checked(np.asarray([gain]), dt, "gain")[0]
-    res = prepare_out(out, box.out_shape, dt)
-    full_view = res.reshape(box.sizes)
+    res, _, impl, dev = _place(out, box.out_shape, dt, backend, device)
+    host = res if dev is None else np.empty(box.out_shape, dtype=dt)
+    full_view = host.reshape(box.sizes)
     full_view[...] = 0
     (r0, c0), (nr, nc) = box.starts, box.sizes
     k = np.arange(max(r0, c0), min(r0 + nr, c0 + nc))
     full_view[k - r0, k - c0] = g
+    if dev is not None:
+        _upload(res, host, impl, dev)
     return res
 
 
 eye = identity
 
 
-def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None, backend=None, out=None):
+def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None, backend=None, device=None,
+          out=None):
     """Dirac delta conv kernel (torch.nn.init.dirac_): identity from input to output channels.
 
     3-, 4- or 5-D; ``layout="oi"``: (out, in, *kernel) as torch, ``"io"``: (*kernel, in, out).
     With ``groups``, the output channels split into groups that each pass through
-    min(out // groups, in) input channels."""
+    min(out // groups, in) input channels. On a CUDA device it is built on the host and
+    copied over (same bits)."""
     shape = normalize_shape(shape)
     if len(shape) not in (3, 4, 5):
         raise ValueError(f"dirac needs a 3-, 4- or 5-D conv kernel shape, got {shape}")
@@ -387,6 +445,7 @@ def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None
                          f"{layout!r}) must be divisible by groups={groups}")
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
+    res, _, impl, dev = _place(out, box.out_shape, dt, backend, device)
     full = np.zeros(shape, dtype=np.float32)
     per = n_out // groups
     centre = tuple(k // 2 for k in kernel)
@@ -396,18 +455,24 @@ def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None
                 full[(g * per + d, d) + centre] = 1.0
             else:
                 full[centre + (d, g * per + d)] = 1.0
-    res = prepare_out(out, box.out_shape, dt)
-    res[...] = full[box.slices].reshape(box.out_shape).astype(dt)
+    host = full[box.slices].reshape(box.out_shape).astype(dt)
+    if dev is None:
+        res[...] = host
+    else:
+        _upload(res, host, impl, dev)
     return res
 
 
-def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", index=None, backend=None, out=None):
+def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", index=None, backend=None, device=None,
+           out=None):
     """torch.nn.init.sparse_ semantics with counter-based randomness.
 
     2-D only. Values are N(0, std^2) from ``key``; in each column of the (rows, cols)
     matrix (layout "oi": (out, in) as torch; "io": the transpose) ceil(sparsity * rows)
     entries are zero, chosen as the rows with the smallest random_bits(key / "sparse.mask")
-    values in that column (ties broken by row index) - no global RNG is touched.
+    values in that column (ties broken by row index) - no global RNG is touched. On a
+    CUDA device the values are drawn there and the mask, computed on the host, is
+    copied over (same bits).
     """
     shape = normalize_shape(shape)
     if len(shape) != 2:
@@ -421,18 +486,26 @@ def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", inde
     dt = normalize_dtype(dtype)
     if layout not in ("oi", "io"):
         raise ValueError(f"layout must be 'io' or 'oi', got {layout!r}")
-    res = _normal(shape, key, 0.0, float(std), dtype=dt, index=index, backend=backend, out=out)
+    name, impl, dev = _dispatch.select(backend, box.size, device, out)      # every check before any write
+    res = _normal(shape, key, 0.0, float(std), dtype=dt, index=index, backend=name,
+                  device="cpu" if dev is None else f"cuda:{dev}", out=out)
     mat_shape = shape if layout == "oi" else shape[::-1]
     rows, cols = mat_shape
     n_zero = math.ceil(sparsity * rows)
     if n_zero and rows and cols:
-        ranks = _random_bits(mat_shape, key / "sparse.mask", backend=backend)
+        ranks = _random_bits(mat_shape, key / "sparse.mask", device="cpu",
+                             backend=name if dev is None else _dispatch.auto_cpu_backend(rows * cols))
         order = np.argsort(ranks, axis=0, kind="stable")       # stable: ties by row index
         mask = np.zeros(mat_shape, dtype=bool)
         np.put_along_axis(mask, order[:n_zero], True, axis=0)  # the n_zero smallest per column
         if layout == "io":
             mask = mask.T
-        res[mask[box.slices].reshape(box.out_shape)] = 0
+        part = mask[box.slices].reshape(box.out_shape)
+        if dev is None:
+            res[part] = 0
+        else:
+            with _dispatch.device_scope(impl, dev):
+                res[_dispatch.array_module(impl).asarray(part)] = 0
     return res
 
 
@@ -486,18 +559,21 @@ def _resolve(name, init):
     raise ValueError(f"parameter {name!r}: unknown initializer {init!r}; known: {sorted(INITIALIZERS)}")
 
 
-def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
+def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=False):
     """Initialize every parameter of ``spec`` from ``key / name``.
 
     ``spec`` maps names to ``(shape, init[, kwargs])`` or ``{"shape": [...], "init": "he_normal",
     **kwargs}``; ``init`` is a registered name or a callable ``f(shape, key, *, dtype, backend,
     out=None, **kwargs)`` that returns the array (it is passed ``out=`` with ``flat=True``;
-    one that ignores it is copied in after a shape/dtype check).
+    one that ignores it is copied in after a shape/dtype check; it is passed ``device=``
+    only when ``device=`` is given and ``flat=False``).
     Each tensor depends only on (key, its name, its entry): adding, removing or
     reordering parameters never changes the others. Returns ``{name: array}``; with
     ``flat=True`` returns ``(buffer, {name: view})`` where ``buffer`` is one contiguous
     1-D array holding every parameter in spec order and each view is a reshaped
-    slice of it (filled in place, no copies).
+    slice of it (filled in place, no copies). On a CUDA device (``device="cuda"``, or
+    a "cupy" backend) the arrays are cupy arrays and ``flat=True`` allocates one
+    device buffer.
     """
     key = as_key(key)
     if not hasattr(spec, "items"):
@@ -507,20 +583,22 @@ def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
         if not isinstance(name, str):
             raise TypeError(f"parameter names must be str, got {name!r}")
         shape, init, kwargs = _entry(name, entry)
-        reserved = {"key", "out", "backend", "index"} & set(kwargs)
+        reserved = {"key", "out", "backend", "device", "index"} & set(kwargs)
         if reserved:
             raise ValueError(f"parameter {name!r}: {sorted(reserved)} are set by init_params, not per parameter "
-                             "(pass backend= to init_params itself)")
+                             "(pass backend= / device= to init_params itself)")
         fn = _resolve(name, init)
         kwargs.setdefault("dtype", dtype)
         entries.append((name, normalize_shape(shape), fn, kwargs))
+    # where the arrays live: decided once, every check done before anything is written
+    _, impl, dev = _dispatch.select(backend, 0, device, None)
     if flat:
         dts = {normalize_dtype(kw["dtype"]) for _, _, _, kw in entries}
         if len(dts) > 1:
             raise ValueError(f"flat=True needs one dtype for every parameter, got {sorted(map(str, dts))}")
         dt = dts.pop() if dts else normalize_dtype(dtype)
         total = sum(math.prod(s) for _, s, _, _ in entries)
-        buffer = np.empty(total, dtype=dt)
+        buffer = np.empty(total, dtype=dt) if dev is None else impl.empty((total,), dt, dev)
         views, off = {}, 0
         for name, shape, fn, kwargs in entries:
             n = math.prod(shape)
@@ -528,17 +606,24 @@ def init_params(spec, key, *, dtype="float32", backend=None, flat=False):
             off += n
             got = fn(shape, key / name, backend=backend, out=view, **kwargs)
             if got is not view:     # a callable that ignored out=: copy its (checked) result in
-                view[...] = _checked_result(name, got, shape, dt)
+                view[...] = _checked_result(name, got, shape, dt, impl, dev)
             views[name] = view
         return buffer, views
-    return {name: _checked_result(name, fn(shape, key / name, backend=backend, **kwargs), shape,
-                                  normalize_dtype(kwargs["dtype"]))
+    extra = {} if device is None else {"device": device if dev is None else f"cuda:{dev}"}
+    return {name: _checked_result(name, fn(shape, key / name, backend=backend, **extra, **kwargs), shape,
+                                  normalize_dtype(kwargs["dtype"]), impl, dev)
             for name, shape, fn, kwargs in entries}
 
 
-def _checked_result(name, arr, shape, dt):
-    if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape) or arr.dtype != dt:
+def _checked_result(name, arr, shape, dt, impl=None, dev=None):
+    if dev is None:
+        ok = isinstance(arr, np.ndarray) and not _dispatch.is_device_array(arr) and arr.dtype == dt
+    else:
+        dt = np.dtype(impl.storage_dtype(dt))
+        ok = _dispatch.is_device_array(arr) and arr.dtype == dt and int(arr.device.id) == dev
+    if not ok or tuple(arr.shape) != tuple(shape):
+        want = f"a numpy array of shape {tuple(shape)} and dtype {dt}" if dev is None else \
+            f"a cupy array on cuda:{dev} of shape {tuple(shape)} and dtype {dt}"
         got = f"{type(arr).__name__} {getattr(arr, 'shape', '')} {getattr(arr, 'dtype', '')}"
-        raise ValueError(f"parameter {name!r}: the initializer returned {got}, expected an array of shape "
-                         f"{tuple(shape)} and dtype {dt}")
+        raise ValueError(f"parameter {name!r}: the initializer returned {got}, expected {want}")
     return arr

@@ -6,9 +6,13 @@ torch. Every parameter is drawn from ``key / name`` with its name from
 identical weights whatever the construction order or torch's RNG state, and torch's
 global RNG is never touched.
 
-CPU tensors are filled through a numpy view of their memory (no copy). Tensors on
-other devices are generated on the CPU and copied over (the GPU backend will fill
-CUDA tensors in place through DLPack). ``meta`` tensors have no memory: materialize
+CPU tensors are filled through a numpy view of their memory (no copy). CUDA tensors
+are filled in place on their GPU through DLPack (a cupy view as ``out=``) when the
+"cupy" backend is usable and no CPU backend is asked for (by ``backend=``,
+``use_backend`` or SYMBREAK_BACKEND); otherwise, and for other devices, the values are
+generated on the CPU and copied over (same bits except ``orthogonal``, whose GPU QR
+matches the CPU only to rounding); ``init_module_`` returns once the GPU fills are
+done. ``meta`` tensors have no memory: materialize
 the module first with ``module.to_empty(device="cpu")`` and then call
 ``init_module_`` (this is how to initialize a model too large to build twice).
 """
@@ -23,6 +27,7 @@ import numpy as np
 import torch  # noqa: F401  (the optional dependency this module adapts)
 from torch import nn
 
+from . import _dispatch
 from . import init as I
 from ._key import as_key
 from .random import normal, uniform
@@ -56,8 +61,59 @@ def _dtype_name(t: torch.Tensor) -> str:
     return names[t.dtype]
 
 
-def _fill(t: torch.Tensor, draw) -> None:
+def _cupy_view(t: torch.Tensor):
+    """A cupy array sharing the contiguous CUDA tensor ``t``'s memory (bfloat16 as uint16 bits)."""
+    import cupy
+    d = t.detach()
+    if t.dtype != torch.bfloat16:
+        return cupy.from_dlpack(d)
+    u16 = getattr(torch, "uint16", None)
+    if u16 is not None:
+        try:
+            return cupy.from_dlpack(d.view(u16))
+        except (TypeError, RuntimeError, BufferError, ValueError):
+            pass                       # a torch whose DLPack export lacks uint16
+    return cupy.from_dlpack(d.view(torch.int16)).view(cupy.uint16)
+
+
+def _fill_cuda(t: torch.Tensor, draw) -> None:
+    """Fill the CUDA tensor ``t`` on its GPU: in place, or through a contiguous temporary."""
+    dt = _dtype_name(t)
+    target = t if t.is_contiguous() else torch.empty_like(t, memory_format=torch.contiguous_format)
+    out = _cupy_view(target)
+    got = draw(tuple(t.shape), dt, out)
+    if got is not out:      # a callable that ignored out=: copy its result in if it is a matching cupy array
+        if not (_dispatch.is_device_array(got) and got.shape == out.shape and got.dtype == out.dtype):
+            raise ValueError(f"the initializer for a {tuple(t.shape)} CUDA parameter returned "
+                             f"{type(got).__name__} {getattr(got, 'dtype', '')} instead of writing into out= "
+                             f"(a {out.dtype} cupy array); make it honour out=")
+        out[...] = got
+    if target is not t:
+        _synchronize_cuda([int(out.device.id)])      # torch's copy may run on another stream
+        t.copy_(target)
+
+
+def _synchronize_cuda(devices) -> None:
+    """Wait for the fills queued on cupy's current stream of each device (torch may use other streams)."""
+    import cupy
+    for d in devices:
+        with cupy.cuda.Device(d):
+            cupy.cuda.get_current_stream().synchronize()
+
+
+def _gpu_fill_wanted(backend) -> bool:
+    """Fill CUDA tensors with the GPU backend? Not when a CPU backend is asked for or cupy is unusable."""
+    name, _ = _dispatch.requested_backend(backend)
+    if name is not None:
+        return _dispatch._spec(name).device == "cuda"
+    return "cupy" in _dispatch._REGISTRY and _dispatch._REGISTRY["cupy"].probe()[0]
+
+
+def _fill(t: torch.Tensor, draw, gpu: bool = False) -> None:
     """draw(shape, dtype, out) -> array; write it into ``t`` in place."""
+    if gpu and t.device.type == "cuda":
+        _fill_cuda(t, draw)
+        return
     dt = _dtype_name(t)
     view = _numpy_view(t)
     if view is not None:
@@ -177,11 +233,15 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
             raise ValueError(f"no {scheme!r} rule for parameter {name!r} of {type(owner).__name__}; "
                              f"pass overrides={{{name!r}: {hint}}} (or another initializer)")
         plan.append((name, p, choice))
+    gpu = any(p.device.type == "cuda" for _, p, _ in plan) and _gpu_fill_wanted(backend)
     with torch.no_grad():
         for name, p, (fn, kw) in plan:
             pkey = key / name
             _fill(p, lambda shape, dt, out, fn=fn, kw=kw, pkey=pkey:
-                  fn(shape, pkey, dtype=dt, out=out, backend=backend, **kw))
+                  fn(shape, pkey, dtype=dt, out=out, backend=backend, **kw), gpu)
+        if gpu:
+            _synchronize_cuda({p.device.index if p.device.index is not None else torch.cuda.current_device()
+                               for _, p, _ in plan if p.device.type == "cuda"})
         overridden = {name for name, _, _ in plan if any(
             pat == name or fnmatch.fnmatchcase(name, pat) for pat in overrides)}
         for mname, mod in owners.items():           # Embedding.reset_parameters zeroes padding_idx
