@@ -43,8 +43,9 @@ def run(n: int = 1 << 25, repeat: int = 5, backend: str = "numba") -> list[Row]:
     rows: list[Row] = []
     out32 = np.empty(n, np.float32)
     gen = np.random.default_rng(0)
-    n_in = 4096
-    shape2d = (n_in, n // n_in)
+    n_in = 4096 if n >= 4096 else 1
+    shape2d = (n_in, n // n_in)          # the he-init rows time n_in * (n // n_in) <= n elements
+    n2d = shape2d[0] * shape2d[1]
     scale = math.sqrt(2.0 / n_in)
 
     def add(group, name, fn, count=n):
@@ -56,8 +57,8 @@ def run(n: int = 1 << 25, repeat: int = 5, backend: str = "numba") -> list[Row]:
     add("normal", "symbreak normal", lambda: sbf.normal(n, 1, out=out32, backend=backend))
     add("normal", "numpy Generator.standard_normal", lambda: gen.standard_normal(n, dtype=np.float32, out=out32))
     add("he-init", "symbreak normal(std=sqrt(2/n_in))",
-        lambda: sbf.normal(shape2d, 1, std=scale, out=out32.reshape(shape2d), backend=backend))
-    add("he-init", "np.random.randn(n_in, n_out) * scale", lambda: np.random.randn(*shape2d) * scale)
+        lambda: sbf.normal(shape2d, 1, std=scale, out=out32[:n2d].reshape(shape2d), backend=backend), n2d)
+    add("he-init", "np.random.randn(n_in, n_out) * scale", lambda: np.random.randn(*shape2d) * scale, n2d)
     add("truncated", "symbreak truncated_normal", lambda: sbf.truncated_normal(n, 1, out=out32, backend=backend))
     if importlib.util.find_spec("scipy") is not None:
         from scipy.special import ndtr, ndtri

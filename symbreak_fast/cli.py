@@ -42,6 +42,8 @@ def demo(args) -> int:
 
 
 def bench(args) -> int:
+    if args.device == "cuda":
+        return bench_cuda(args)
     from . import bench as B
     t0 = time.perf_counter()
     rows = B.run(n=args.n, repeat=args.repeat, backend=args.backend)
@@ -51,22 +53,61 @@ def bench(args) -> int:
     return 0
 
 
+def bench_cuda(args) -> int:
+    from . import bench_gpu as G
+    from .backends import cuda_cupy
+    ok, why = cuda_cupy.probe()
+    if ok:
+        t0 = time.perf_counter()
+        print(f"symbreak-fast bench --device cuda: n = {args.n} elements per call ({why})", flush=True)
+        try:
+            res = G.run(n=args.n, repeat=args.repeat, inner=args.inner,
+                        log=lambda line: print(line, flush=True))
+        except G.NoDevice as e:
+            ok, why = False, str(e)
+    if not ok:
+        print(f"symbreak-fast bench --device cuda: no usable CUDA device: {why}", file=sys.stderr)
+        return 2
+    print(f"\n({time.perf_counter() - t0:.0f} s)\n")
+    print(G.format_table(res))
+    G.write_json(args.json, res)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symbreak-fast", description=__doc__)
     sub = p.add_subparsers(dest="cmd")
     d = sub.add_parser("demo", help="zeros vs He-normal on a small layer, and a throughput line (default)")
     d.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench", help="throughput table against NumPy (and torch when installed)")
-    b.add_argument("--n", type=int, default=1 << 25, help="elements per call (default 2**25)")
-    b.add_argument("--repeat", type=int, default=5)
-    b.add_argument("--backend", default="numba", choices=["numba", "numpy"])
+    b = sub.add_parser("bench", help="throughput table against NumPy (and torch when installed); "
+                                      "--device cuda: against the GPU's fill bandwidth, cupy.random, torch")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    b.add_argument("--n", type=int, default=None,
+                   help="elements per call (default 2**25 on cpu, 2**28 = 1 GiB of float32 on cuda)")
+    b.add_argument("--repeat", type=int, default=None,
+                   help="timed runs (cpu: best of, default 5; cuda: median of, default 15)")
+    b.add_argument("--backend", default=None, choices=["numba", "numpy"], help="cpu only (default numba)")
+    b.add_argument("--inner", type=int, default=5, help="cuda only: back-to-back calls per timed run")
+    b.add_argument("--json", default=None, help="cuda only: where to write the results (default gpu_bench.json)")
     args = p.parse_args(argv)
     if args.cmd in (None, "demo"):
         if args.cmd is None:
             args.seed = 0
         return demo(args)
-    if args.n <= 0 or args.repeat <= 0:
-        p.error("--n and --repeat must be positive")
+    cuda = args.device == "cuda"
+    if cuda and args.backend is not None:
+        p.error("--backend selects a CPU backend; --device cuda always uses the cupy backend")
+    if not cuda and args.json is not None:
+        p.error("--json is written by --device cuda only")
+    if args.n is None:
+        args.n = 1 << 28 if cuda else 1 << 25
+    if args.repeat is None:
+        args.repeat = 15 if cuda else 5
+    args.backend = args.backend or "numba"
+    args.json = args.json or "gpu_bench.json"
+    if args.n <= 0 or args.repeat <= 0 or args.inner <= 0:
+        p.error("--n, --repeat and --inner must be positive")
     return bench(args)
 
 
