@@ -107,3 +107,101 @@ class Emulator:
 
 def ptr(a: np.ndarray):
     return ctypes.c_void_p(a.ctypes.data)
+
+
+# ---------------------------------------------------------------------------
+# an emulated CUDA device: a stand-in "cupy" module whose arrays are NumPy arrays tagged with a
+# device and whose RawModule runs the host-compiled kernels. With it the public API runs its
+# real GPU path (dispatch, device checks, cuda_cupy's plans/loader/launch) end to end on the CPU.
+# ---------------------------------------------------------------------------
+def make_emulated_cupy(emu: Emulator, n_devices: int = 1, calls: list | None = None):
+    import importlib.machinery
+    import types
+
+    calls = [] if calls is None else calls
+    state = {"current": 0}
+    mod = types.ModuleType("cupy")
+    mod.__spec__ = importlib.machinery.ModuleSpec("cupy", None)
+
+    class _Device:
+        compute_capability = "90"
+
+        def __init__(self, i=None):
+            self.id = state["current"] if i is None else int(i)
+            self.attributes = {"MultiProcessorCount": 3}
+            self._prev = []
+
+        def __enter__(self):
+            if not 0 <= self.id < n_devices:
+                raise RuntimeError(f"cudaErrorInvalidDevice: {self.id}")
+            self._prev.append(state["current"])
+            state["current"] = self.id
+            return self
+
+        def __exit__(self, *exc):
+            state["current"] = self._prev.pop()
+            return False
+
+        def synchronize(self):
+            pass
+
+    class ndarray(np.ndarray):
+        """A NumPy array that says it lives on an (emulated) CUDA device."""
+        def __array_finalize__(self, obj):
+            self._dev = getattr(obj, "_dev", state["current"])
+
+        @property
+        def device(self):
+            return _Device(self._dev)
+
+        def get(self):
+            return np.array(self.view(np.ndarray))
+
+    ndarray.__module__ = "cupy._core.core"
+
+    def to_dev(a):
+        if isinstance(a, np.ndarray) and not isinstance(a, ndarray):
+            a = a.view(ndarray)
+            a._dev = state["current"]
+        return a
+
+    def wrap(f):
+        def g(*args, **kw):
+            args = [np.asarray(a) if isinstance(a, ndarray) else a for a in args]
+            r = f(*args, **kw)
+            return tuple(to_dev(x) for x in r) if isinstance(r, tuple) else to_dev(r)
+        return g
+
+    class RawModule:
+        def __init__(self, path):
+            calls.append(("module", state["current"], Path(path).name))
+
+        def get_function(self, name):
+            def kernel(grid, block, args):
+                for a in args:
+                    if isinstance(a, ndarray):
+                        assert a._dev == state["current"], "kernel argument on another device"
+                calls.append(("launch", state["current"], name))
+                emu.launch_args(name, grid[0], block[0], tuple(np.asarray(a) if isinstance(a, ndarray) else a
+                                                               for a in args))
+            return kernel
+
+    mod.ndarray = ndarray
+    mod.RawModule = RawModule
+    mod.asarray = wrap(lambda a, dtype=None: np.array(a, dtype=dtype))
+    mod.empty = wrap(np.empty)
+    mod.zeros = wrap(np.zeros)
+    mod.full = wrap(np.full)
+    mod.linalg = types.SimpleNamespace(qr=wrap(np.linalg.qr))
+    mod.cuda = types.SimpleNamespace(
+        Device=_Device,
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: n_devices, getDevice=lambda: state["current"]),
+        get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
+
+    def __getattr__(name):          # everything else: NumPy's, results placed on the current device
+        f = getattr(np, name)
+        return wrap(f) if callable(f) and not isinstance(f, type) else f
+    mod.__getattr__ = __getattr__
+    mod.calls = calls
+    mod.state = state
+    return mod

@@ -1,0 +1,156 @@
+"""The public API's whole CUDA path on an emulated device, against the CPU, bit for bit.
+
+``cupy`` is replaced by tests/cuda_host.make_emulated_cupy: arrays are NumPy arrays tagged
+with a device, and the kernels are the real kernels/sbf_fill.cu compiled for the host. So
+``sbf.normal(..., device="cuda")`` runs the real dispatch, device checks, cuda_cupy launch
+plans, module loading and argument packing. Only NVRTC (tests/test_nvrtc.py) and the device
+itself (tests/test_gpu.py) are left out.
+"""
+import sys
+
+import numpy as np
+import pytest
+
+import symbreak_fast as sbf
+from symbreak_fast import _dispatch
+from symbreak_fast.backends import cuda_cupy
+
+from conftest import FLOAT_DTYPES, GENERATORS, assert_same_bits, generator_cases
+from cuda_host import Emulator, build, make_emulated_cupy
+
+KEY = sbf.Key(7)
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    return Emulator(build(tmp_path_factory.mktemp("sbf_emulate")))
+
+
+@pytest.fixture
+def cp(emu, monkeypatch, tmp_path):
+    """Two emulated CUDA devices in place of cupy for the duration of a test."""
+    fake = make_emulated_cupy(emu, n_devices=2)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setenv("SYMBREAK_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.delenv("SYMBREAK_BACKEND", raising=False)
+    monkeypatch.setattr(cuda_cupy, "compile_kernels", lambda arch, target, options: b"cubin")
+    monkeypatch.setattr(cuda_cupy, "_nvrtc_version", lambda: (13, 0))
+    for cache in ("_MODULES", "_SM_COUNT", "_EMPTY_OUTER"):
+        monkeypatch.setattr(cuda_cupy, cache, {})
+    _dispatch._LOADED.pop("cupy", None)
+    yield fake
+    _dispatch._LOADED.pop("cupy", None)
+
+
+def host_bits(a):
+    a = np.asarray(a)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def same_as_cpu(gpu, cpu):
+    assert type(gpu).__module__.startswith("cupy"), type(gpu)
+    cpu = np.asarray(cpu)
+    if cpu.dtype.name == "bfloat16":
+        assert np.asarray(gpu).dtype == np.uint16           # bf16 bits in a uint16 cupy array
+    assert np.asarray(gpu).shape == cpu.shape
+    assert np.array_equal(host_bits(gpu), host_bits(cpu))
+
+
+@pytest.mark.parametrize("name,dtype", generator_cases())
+def test_generators_on_the_emulated_device(cp, name, dtype):
+    fn = GENERATORS[name]
+    kw = {} if dtype is None else {"dtype": dtype}
+    for shape, index in (((67, 45), None), ((67, 45), (slice(3, 60), slice(1, 44))), ((5, 7, 9), (2, slice(1, 6))),
+                         ((4099,), None), ((0, 3), None)):
+        got = fn(shape, KEY, device="cuda", index=index, **kw)
+        same_as_cpu(got, fn(shape, KEY, backend="numpy", index=index, **kw))
+        assert got.device.id == 0
+    assert any(c[0] == "launch" for c in cp.calls)
+
+
+def test_out_selects_its_device(cp):
+    with cp.cuda.Device(1):
+        out = cp.empty((33, 17), np.float32)
+    got = sbf.normal((33, 17), KEY, 0.5, 2.0, out=out)
+    assert got is out and out.device.id == 1
+    assert cp.calls[-1] == ("launch", 1, "sbf_normal_float32")
+    same_as_cpu(out, sbf.normal((33, 17), KEY, 0.5, 2.0, backend="numpy"))
+    bf = cp.empty((40,), np.uint16)
+    sbf.truncated_normal(40, KEY, dtype="bfloat16", out=bf)
+    same_as_cpu(bf, sbf.truncated_normal(40, KEY, dtype="bfloat16", backend="numpy"))
+
+
+def test_device_strings(cp):
+    a = sbf.uniform(100, KEY, device="cuda:1")
+    assert a.device.id == 1
+    with cp.cuda.Device(1):
+        assert sbf.uniform(100, KEY, device="cuda").device.id == 1       # "cuda" = current device
+    with pytest.raises(ValueError, match="cuda:2 does not exist"):
+        sbf.uniform(100, KEY, device="cuda:2")
+    assert sbf.which_backend(100, device="cuda")[0] == "cupy"
+    with sbf.use_backend("cupy"):
+        assert sbf.normal(10, KEY).device.id == 0
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_initializers_on_the_emulated_device(cp, dtype):
+    cases = [
+        lambda **kw: sbf.he_normal((48, 30), KEY, **kw),
+        lambda **kw: sbf.xavier_uniform((3, 3, 8, 16), KEY, gain=1.5, **kw),
+        lambda **kw: sbf.lecun_normal((40, 20), KEY, distribution="truncated_normal", **kw),
+        lambda **kw: sbf.constant((5, 6), None, 0.1, **kw),
+        lambda **kw: sbf.zeros((5, 6), **kw),
+        lambda **kw: sbf.identity((7, 9), gain=2.0, index=(slice(1, 6), slice(2, 9)), **kw),
+        lambda **kw: sbf.dirac((8, 4, 3, 3), groups=2, **kw),
+        lambda **kw: sbf.sparse((30, 12), KEY, 0.3, std=0.5, **kw),
+        # numpy's QR stands in for cuSOLVER here, so even orthogonal matches bit for bit
+        lambda **kw: sbf.orthogonal((20, 12), KEY, gain=1.3, **kw),
+    ]
+    for f in cases:
+        same_as_cpu(f(dtype=dtype, device="cuda"), f(dtype=dtype, backend="numpy"))
+
+
+def test_init_params_on_the_emulated_device(cp):
+    spec = {"w1": ((64, 32), "he_normal"), "b1": ((32,), "zeros"),
+            "w2": ((32, 10), "xavier_uniform", {"gain": 0.5}), "w3": ((10, 10), "orthogonal")}
+    cpu = sbf.init_params(spec, KEY, backend="numpy")
+    gpu = sbf.init_params(spec, KEY, device="cuda")
+    for k in spec:
+        same_as_cpu(gpu[k], cpu[k])
+    buf, views = sbf.init_params(spec, KEY, device="cuda:1", flat=True)
+    assert buf.device.id == 1 and buf.size == sum(np.asarray(v).size for v in cpu.values())
+    for k in spec:
+        same_as_cpu(views[k], cpu[k])
+        assert np.shares_memory(np.asarray(views[k]), np.asarray(buf))
+
+
+def test_the_comparison_can_fail(cp, monkeypatch):
+    """A wrong kernel argument (the key's words swapped) is caught."""
+    real = cuda_cupy.LaunchPlan.args
+
+    def swapped(self, out, outer):
+        a = list(real(self, out, outer))
+        a[6], a[7] = a[7], a[6]
+        return tuple(a)
+    monkeypatch.setattr(cuda_cupy.LaunchPlan, "args", swapped)
+    got = sbf.normal(64, KEY, device="cuda")
+    assert not np.array_equal(host_bits(got), host_bits(sbf.normal(64, KEY, backend="numpy")))
+
+
+def test_device_bfloat16_rounding_from_float64_is_correct():
+    """init._round_checked_xp (float64 -> bfloat16 on the device by round-to-odd float32 then RNE)
+    equals ml_dtypes' correctly rounded conversion, also just off the bf16 midpoints where a
+    plain float64 -> float32 -> bfloat16 double rounding goes wrong."""
+    import ml_dtypes
+    from symbreak_fast.init import _round_checked_xp
+    rng = np.random.default_rng(11)
+    bf = rng.integers(0, 0x7F7F, 4096, dtype=np.uint32).astype(np.uint16)        # finite bf16 patterns
+    mid = (bf.astype(np.uint32) << np.uint32(16) | np.uint32(0x8000)).view(np.float32).astype(np.float64)
+    ulp = np.abs(mid) * 2.0 ** -40
+    x = np.concatenate([mid, mid + ulp, mid - ulp, -mid - ulp, rng.standard_normal(4096) * 1e3,
+                        np.array([0.0, -0.0, 1e-40, -3e-39, 3.3e38])])
+    got = _round_checked_xp(np, x, np.dtype(ml_dtypes.bfloat16), "x")
+    want = x.astype(ml_dtypes.bfloat16).view(np.uint16)
+    assert np.array_equal(got, want)
+    naive = x.astype(np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+    assert not np.array_equal(naive, want)         # the inputs do exercise the double-rounding trap
