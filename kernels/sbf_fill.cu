@@ -57,6 +57,23 @@ SBF_FN sbf_i64 sbf_row_start(sbf_i64 r, sbf_i64 base, int n_outer, const sbf_i64
     return s;
 }
 
+// Work item -> (row r, its first global index s, Philox block b) for blocks of E elements
+// (E = 4 or 2). per_row = the most blocks a row of row_len can touch: ((row_len + E - 2) / E) + 1.
+struct sbf_item { sbf_i64 r, s, b; };
+
+template <int E>
+SBF_FN sbf_i64 sbf_blocks_per_row(sbf_i64 row_len) { return (row_len + E - 2) / E + 1; }
+
+template <int E>
+SBF_FN sbf_item sbf_locate(sbf_i64 item, sbf_i64 per_row, sbf_i64 n_rows, sbf_i64 row_len, sbf_i64 base,
+                           int n_outer, const sbf_i64* outer) {
+    sbf_item it;
+    it.r = n_rows == 1 ? 0 : item / per_row;          // the whole-tensor case skips the division
+    it.s = n_outer ? sbf_row_start(it.r, base, n_outer, outer) : base + it.r * row_len;
+    it.b = (E == 4 ? it.s >> 2 : it.s >> 1) + (item - it.r * per_row);   // s >= 0
+    return it;
+}
+
 // Store the E values of one block (global elements g0 .. g0+E-1) into the row [s, s+len) whose
 // first element sits at out + o_row. V is the struct of E values, VEC_OK whether a full-block
 // vector store of sizeof(V) bytes may be used at this address.
@@ -90,16 +107,13 @@ SBF_FN void sbf_fill_family32(typename sbf_store<KIND>::T* out, sbf_i64 n_rows, 
     // kernel parameters arrive as doubles holding float32 values: the conversion is exact
     const float shift = (float)shift_d, scale = (float)scale_d, lo = (float)lo_d, hi = (float)hi_d;
     const float pa = (float)pa_d, qb = (float)qb_d, mass = (float)mass_d;
-    const sbf_i64 per_row = ((row_len + 2) >> 2) + 1;     // blocks a row of row_len can touch
+    const sbf_i64 per_row = sbf_blocks_per_row<4>(row_len);
     const sbf_i64 n_items = n_rows * per_row;
     for (sbf_i64 item = SBF_TID; item < n_items; item += SBF_NTHREADS) {
-        sbf_i64 r = n_rows == 1 ? 0 : item / per_row;
-        sbf_i64 j = item - r * per_row;
-        sbf_i64 s = n_outer ? sbf_row_start(r, base, n_outer, outer) : base + r * row_len;
-        sbf_i64 b = (s >> 2) + j;
-        sbf_i64 g0 = b << 2;
-        if (g0 >= s + row_len) continue;                  // past the row's last block
-        sbf_words w = philox_block((sbf_u64)b, k0, k1);
+        const sbf_item it = sbf_locate<4>(item, per_row, n_rows, row_len, base, n_outer, outer);
+        const sbf_i64 g0 = it.b * 4;
+        if (g0 >= it.s + row_len) continue;               // past the row's last block
+        sbf_words w = philox_block((sbf_u64)it.b, k0, k1);
         alignas(16) T v[4];
         if (DIST == SBF_DIST_BITS) {
             v[0] = (T)w.w0; v[1] = (T)w.w1; v[2] = (T)w.w2; v[3] = (T)w.w3;
@@ -110,7 +124,7 @@ SBF_FN void sbf_fill_family32(typename sbf_store<KIND>::T* out, sbf_i64 n_rows, 
             v[2] = sbf_convert32<KIND>(affine_clamp(z.v2, shift, scale, lo, hi));
             v[3] = sbf_convert32<KIND>(affine_clamp(z.v3, shift, scale, lo, hi));
         }
-        sbf_store_block<T, 4>(out, r * row_len, s, row_len, g0, v);
+        sbf_store_block<T, 4>(out, it.r * row_len, it.s, row_len, g0, v);
     }
 }
 
@@ -120,21 +134,18 @@ SBF_FN void sbf_fill_family64(double* out, sbf_i64 n_rows, sbf_i64 row_len, sbf_
                               int n_outer, const sbf_i64* outer, sbf_u32 k0, sbf_u32 k1,
                               double shift, double scale, double lo, double hi,
                               double pa, double qb, double mass) {
-    const sbf_i64 per_row = (row_len >> 1) + 1;
+    const sbf_i64 per_row = sbf_blocks_per_row<2>(row_len);
     const sbf_i64 n_items = n_rows * per_row;
     for (sbf_i64 item = SBF_TID; item < n_items; item += SBF_NTHREADS) {
-        sbf_i64 r = n_rows == 1 ? 0 : item / per_row;
-        sbf_i64 j = item - r * per_row;
-        sbf_i64 s = n_outer ? sbf_row_start(r, base, n_outer, outer) : base + r * row_len;
-        sbf_i64 b = (s >> 1) + j;
-        sbf_i64 g0 = b << 1;
-        if (g0 >= s + row_len) continue;
-        sbf_words w = philox_block((sbf_u64)b, k0, k1);
+        const sbf_item it = sbf_locate<2>(item, per_row, n_rows, row_len, base, n_outer, outer);
+        const sbf_i64 g0 = it.b * 2;
+        if (g0 >= it.s + row_len) continue;
+        sbf_words w = philox_block((sbf_u64)it.b, k0, k1);
         sbf_f64x2 z = standard_block_float64<DIST>(w, pa, qb, mass);
         alignas(16) double v[2];
         v[0] = affine_clamp(z.v0, shift, scale, lo, hi);
         v[1] = affine_clamp(z.v1, shift, scale, lo, hi);
-        sbf_store_block<double, 2>(out, r * row_len, s, row_len, g0, v);
+        sbf_store_block<double, 2>(out, it.r * row_len, it.s, row_len, g0, v);
     }
 }
 

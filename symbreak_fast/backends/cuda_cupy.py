@@ -251,7 +251,7 @@ def launch_plan(req: Request, sm_count: int, threads: int = THREADS,
     if n_rows == 0:
         return None
     per_block = 2 if req.compute == "float64" else 4
-    per_row = (row_len >> 1) + 1 if per_block == 2 else ((row_len + 2) >> 2) + 1
+    per_row = (row_len + per_block - 2) // per_block + 1      # sbf_blocks_per_row in sbf_fill.cu
     items = n_rows * per_row
     grid = max(1, min(-(-items // threads), sm_count * blocks_per_sm))
     if req.compute == "float64":
