@@ -559,7 +559,8 @@ def _resolve(name, init):
     raise ValueError(f"parameter {name!r}: unknown initializer {init!r}; known: {sorted(INITIALIZERS)}")
 
 
-def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=False):
+def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=False, engine=None,
+                chunks="auto"):
     """Initialize every parameter of ``spec`` from ``key / name``.
 
     ``spec`` maps names to ``(shape, init[, kwargs])`` or ``{"shape": [...], "init": "he_normal",
@@ -574,7 +575,22 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
     slice of it (filled in place, no copies). On a CUDA device (``device="cuda"``, or
     a "cupy" backend) the arrays are cupy arrays and ``flat=True`` allocates one
     device buffer.
+
+    ``engine="dask"`` returns ``{name: dask.array.Array}`` (needs the ``dask`` extra):
+    each chunk is generated on its own with ``index=`` and the computed arrays equal the
+    in-memory ones bit for bit (``symbreak_fast.dask``; callables must accept ``index=``).
+    ``chunks`` ("auto", anything dask accepts, or a dict ``{param_name: chunks}``) sets
+    the chunking; ``flat=True`` and ``device=`` are not supported with it.
     """
+    if engine is not None:
+        if engine != "dask":
+            raise ValueError(f"engine must be None (in memory) or 'dask', got {engine!r}")
+        if flat:
+            raise ValueError("flat=True is not supported with engine='dask' (one flat buffer is an in-memory "
+                             "layout); use init_params(spec, key, flat=True) per process, or slice the dask arrays")
+        if device is not None:
+            raise ValueError(f"device={device!r} is not supported with engine='dask': chunks are NumPy arrays "
+                             "generated on each worker's CPU")
     key = as_key(key)
     if not hasattr(spec, "items"):
         raise TypeError(f"spec must be a mapping name -> entry, got {type(spec).__name__}")
@@ -590,6 +606,9 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
         fn = _resolve(name, init)
         kwargs.setdefault("dtype", dtype)
         entries.append((name, normalize_shape(shape), fn, kwargs))
+    if engine is not None:
+        from .dask import _init_params
+        return _init_params(entries, key, backend=backend, chunks=chunks)
     # where the arrays live: decided once, every check done before anything is written
     _, impl, dev = _dispatch.select(backend, 0, device, None)
     if flat:
