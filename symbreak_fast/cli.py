@@ -1,4 +1,4 @@
-"""``symbreak-fast``: demo (default) and bench."""
+"""``symbreak-fast``: demo (default), bench and init."""
 from __future__ import annotations
 
 import argparse
@@ -75,6 +75,127 @@ def bench_cuda(args) -> int:
     return 0
 
 
+_INIT_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "f16": "float16", "fp16": "float16",
+                "float16": "float16", "f32": "float32", "fp32": "float32", "float32": "float32",
+                "f64": "float64", "fp64": "float64", "float64": "float64"}
+# generic preset config flags -> keyword arguments of symbreak_fast.presets.preset(name, **config)
+_PRESET_INT_FLAGS = ("hidden", "layers", "heads", "kv_heads", "vocab", "intermediate", "context")
+
+
+def _add_init_parser(sub):
+    i = sub.add_parser("init", help="initialize a model (SPEC file or --preset) and write a safetensors file",
+                       description="Initialize every parameter of SPEC (a JSON/YAML file {\"params\": {name: "
+                                   "{\"shape\": [...], \"init\": \"<initializer>\", ...kwargs}}}) or of a "
+                                   "--preset from --seed, and write it to --out in the safetensors format, "
+                                   "chunk by chunk (bounded memory), atomically (temp file + rename).")
+    i.add_argument("spec", nargs="?", metavar="SPEC", help="JSON or YAML (.yaml/.yml) spec file")
+    i.add_argument("--preset", help="a built-in model instead of SPEC: gpt2-small, gpt2-medium, llama-7b, "
+                                    "llama (with config flags), mlp (with --sizes)")
+    i.add_argument("--out", "-o", help="target .safetensors file (required unless --dry-run)")
+    i.add_argument("--seed", type=int, default=0, help="64-bit seed (default 0)")
+    i.add_argument("--dtype", default="bf16", choices=sorted(_INIT_DTYPES),
+                   help="dtype of entries without their own \"dtype\" (default bf16)")
+    i.add_argument("--chunk-mb", type=float, default=256.0,
+                   help="generation buffer / largest chunk in MiB (default 256): bounds the memory")
+    i.add_argument("--dry-run", action="store_true", help="print the parameter table and write nothing")
+    i.add_argument("--no-progress", action="store_true", help="no progress bar")
+    i.add_argument("--engine", choices=["local", "dask"], default=None,
+                   help="dask: render chunks on the default dask cluster (symbreak_fast.dask)")
+    g = i.add_argument_group("preset config (passed to presets.preset(name, **config))")
+    for flag in _PRESET_INT_FLAGS:
+        g.add_argument("--" + flag.replace("_", "-"), dest="cfg_" + flag, type=int, default=None, metavar="N")
+    g.add_argument("--sizes", dest="cfg_sizes", default=None, metavar="N,N,...",
+                   help="mlp layer widths, e.g. 784,256,10")
+    g.add_argument("--set", dest="cfg_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other preset config entry, e.g. --set tie_embeddings=true (repeatable)")
+    return i
+
+
+def _preset_config(args, error) -> dict:
+    """Config flags given on the command line: typed ints, and strings (--sizes, --set)."""
+    cfg = {}
+    for flag in _PRESET_INT_FLAGS:
+        v = getattr(args, "cfg_" + flag)
+        if v is not None:
+            cfg[flag] = v
+    if args.cfg_sizes is not None:
+        cfg["sizes"] = args.cfg_sizes
+    for item in args.cfg_set:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            error(f"--set takes KEY=VALUE, got {item!r}")
+        cfg[k.strip().replace("-", "_")] = v
+    return cfg
+
+
+def _typed_config(presets, name, cfg) -> dict:
+    """String values converted by presets.config_from_strings when it exists, else
+    --sizes as a list of ints and --set values as JSON where they parse."""
+    if hasattr(presets, "config_from_strings"):
+        return presets.config_from_strings(name, cfg)
+    import json
+    out = {}
+    for k, v in cfg.items():
+        if k == "sizes" and isinstance(v, str):
+            try:
+                v = [int(x) for x in v.replace(" ", "").strip("[]").split(",") if x]
+            except ValueError:
+                raise ValueError(f"--sizes takes comma-separated ints such as 784,256,10, got {v!r}") from None
+        elif isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        out[k] = v
+    return out
+
+
+def init(args, error) -> int:
+    from . import checkpoint as C
+    if (args.spec is None) == (args.preset is None):
+        error("give either a SPEC file or --preset NAME (not both)")
+    cfg = _preset_config(args, error)
+    if cfg and args.preset is None:
+        error(f"preset config flags ({', '.join(sorted(cfg))}) need --preset")
+    if args.out is None and not args.dry_run:
+        error("--out FILE is required (or --dry-run to print the parameter table)")
+    if not args.chunk_mb > 0:
+        error(f"--chunk-mb must be positive, got {args.chunk_mb}")
+    if not 0 <= args.seed < 2 ** 64:
+        error(f"--seed must be in [0, 2**64), got {args.seed}")
+    chunk_bytes = max(8, int(args.chunk_mb * 2**20))
+    try:
+        if args.spec is not None:
+            spec, source = C.load_spec(args.spec), args.spec
+        else:
+            try:
+                from . import presets
+            except ImportError as e:
+                raise ImportError(f"--preset needs symbreak_fast.presets ({e})") from e
+            spec = presets.preset(args.preset, **_typed_config(presets, args.preset, cfg))
+            source = f"preset {args.preset}" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items())
+        dtype = _INIT_DTYPES[args.dtype]
+        if args.dry_run:
+            plan = C.plan_init(spec, args.seed, dtype=dtype, chunk_bytes=chunk_bytes)
+            print(f"{source}, dtype {dtype} (entries may override), chunk {C._fmt_bytes(chunk_bytes)}\n")
+            print(C.format_plan(plan))
+            return 0
+        r = C.save_init(spec, args.out, args.seed, dtype=dtype, chunk_bytes=chunk_bytes,
+                        progress=not args.no_progress, engine=args.engine)
+    except KeyboardInterrupt:
+        print("symbreak-fast init: interrupted; nothing was written to the target", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        msg = e.strerror if isinstance(e, OSError) and e.strerror and not e.filename else str(e)
+        print(f"symbreak-fast init: error: {msg}", file=sys.stderr)
+        return 2
+    s = r["seconds"]
+    print(f"wrote {r['path']}: {r['tensors']} tensors, {r['params']:,} parameters, {r['bytes'] / 1e6:,.1f} MB "
+          f"in {s:.2f} s ({r['params'] / s / 1e6:,.1f} M params/s, {r['bytes'] / s / 1e6:,.1f} MB/s), seed "
+          f"{args.seed}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symbreak-fast", description=__doc__)
     sub = p.add_subparsers(dest="cmd")
@@ -90,7 +211,10 @@ def main(argv=None) -> int:
     b.add_argument("--backend", default=None, choices=["numba", "numpy"], help="cpu only (default numba)")
     b.add_argument("--inner", type=int, default=5, help="cuda only: back-to-back calls per timed run")
     b.add_argument("--json", default=None, help="cuda only: where to write the results (default gpu_bench.json)")
+    ini = _add_init_parser(sub)
     args = p.parse_args(argv)
+    if args.cmd == "init":
+        return init(args, ini.error)
     if args.cmd in (None, "demo"):
         if args.cmd is None:
             args.seed = 0
