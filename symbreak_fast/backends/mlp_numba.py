@@ -1,0 +1,903 @@
+"""Fused MLP ops on the CPU with Numba (the ``ops`` interface of the MLP engine).
+
+GEMMs go through BLAS (``np.matmul(..., out=)`` -> OpenBLAS); everything around
+them is one pass over memory:
+
+* ``bias_act_forward``: z += b and a = f(z) in one sweep over the GEMM output.
+* ``act_backward_bias_grad``: g *= f'(z) and db = sum_rows(g) in the same sweep.
+* ``softmax_xent`` / ``mse``: loss and its gradient in one sweep per row.
+* ``sgd`` / ``momentum`` / ``adam``: one sweep over the flat parameter buffer.
+
+Each op runs serially below ``PAR_MIN`` elements (a parallel launch costs more than
+the work there) and over row blocks with ``prange`` above. Reductions (db, losses)
+use a partition of the rows that depends on the shape only, never on the thread
+count, and every column goes through the same operation sequence (columns are
+SIMD lanes), so identical neurons stay bitwise identical and results do not
+depend on the number of threads. No fastmath: LLVM does not contract a*b+c.
+
+Fully fused narrow-net step (every width <= ``FUSED_MAX_WIDTH``)::
+
+    train_step_fused(X, y, params, grads, sizes, act, alpha=0.01,
+                     loss="softmax_cross_entropy", lr=None, offsets=None) -> float
+
+``X`` (B, sizes[0]) C-contiguous, same dtype as ``params``; ``y`` int64 labels (B,)
+for "softmax_cross_entropy" or targets (B, sizes[-1]) for "mse". ``params`` /
+``grads`` are the flat 1-D buffers, layout [W0 (in, out) row-major, b0, W1, b1, ...]
+unless ``offsets`` = (w_off, b_off) int64 arrays give each layer's start. ``grads``
+is overwritten with the mean-batch gradient; when ``lr`` is given, SGD
+(params -= lr * grads) is applied in the same call (for momentum/adam call
+``lr=None`` then the optimizer op). Hidden layers use ``act``; the last is linear.
+It runs forward and backward tile by tile (``TILE_ROWS`` rows held in cache),
+without BLAS calls, and returns the loss. ``use_fused(sizes, batch)`` says when
+it is the faster choice (measured: benchmarks/test_mlp.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+NAME = "numba"
+xp = np
+
+_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_INL = dict(_JIT, inline="always")
+
+PAR_MIN = 1 << 15          # elements below which an op runs in the calling thread
+ROW_BLOCKS_MAX = 8         # row blocks of a parallel reduction (fixed by the shape)
+FUSED_MAX_WIDTH = 128
+TILE_ROWS = 32             # rows of a batch tile in the fused step
+FUSED_CHUNKS = 4           # independent gradient accumulators of the fused step
+
+ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4,
+             "gelu": 5, "gelu_tanh": 6, "selu": 7}
+LOSS_CODES = {"softmax_cross_entropy": 0, "softmax_xent": 0, "cross_entropy": 0, "mse": 1}
+
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
+
+def _consts(dtype):
+    # read once per kernel into local scalars of the array's dtype (no float64 promotion)
+    return np.array([1.0, 0.5, math.sqrt(2.0 / math.pi), 0.044715, 3 * 0.044715,
+                     1.0 / math.sqrt(2.0), 1.0 / math.sqrt(2.0 * math.pi),
+                     SELU_LAMBDA, SELU_LAMBDA * SELU_ALPHA, 0.0], dtype=dtype)
+
+
+_CST = {np.dtype(np.float32): _consts(np.float32), np.dtype(np.float64): _consts(np.float64)}
+
+
+def _act_code(act):
+    try:
+        return ACT_CODES[act]
+    except KeyError:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACT_CODES)}") from None
+
+
+# ---------------------------------------------------------------------------
+# per-row activation sweeps (inlined; the branch on the code is outside the
+# column loop, so the loops without libm calls vectorize)
+# ---------------------------------------------------------------------------
+@njit(**_INL)
+def _fwd_row(z, b, a, i, code, alpha, c):
+    """z[i] += b; a[i] = f(z[i])."""
+    n = z.shape[1]
+    one, half, k0, k1 = c[0], c[1], c[2], c[3]
+    rs2, lam, lamal, zero = c[5], c[7], c[8], c[9]
+    zi = z[i]
+    ai = a[i]
+    if code == 0:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = v
+    elif code == 1:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = v if v > zero else zero
+    elif code == 2:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = v if v > zero else alpha * v
+    elif code == 3:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = math.tanh(v)
+    elif code == 4:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = one / (one + math.exp(-v))
+    elif code == 5:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = half * v * (one + math.erf(v * rs2))
+    elif code == 6:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = half * v * (one + math.tanh(k0 * (v + k1 * v * v * v)))
+    else:
+        for j in range(n):
+            v = zi[j] + b[j]
+            zi[j] = v
+            ai[j] = lam * v if v > zero else lamal * (math.exp(v) - one)
+
+
+@njit(**_INL)
+def _bwd_row(g, z, a, i, code, alpha, c, acc):
+    """g[i] *= f'(z[i]); acc += g[i]."""
+    n = g.shape[1]
+    one, half, k0 = c[0], c[1], c[2]
+    k3, rs2, rs2pi, lam, lamal, zero = c[4], c[5], c[6], c[7], c[8], c[9]
+    gi = g[i]
+    zi = z[i]
+    ai = a[i]
+    if code == 0:
+        for j in range(n):
+            acc[j] += gi[j]
+    elif code == 1:
+        for j in range(n):
+            v = gi[j] if zi[j] > zero else zero
+            gi[j] = v
+            acc[j] += v
+    elif code == 2:
+        for j in range(n):
+            v = gi[j] if zi[j] > zero else gi[j] * alpha
+            gi[j] = v
+            acc[j] += v
+    elif code == 3:
+        for j in range(n):
+            t = ai[j]
+            v = gi[j] * (one - t * t)
+            gi[j] = v
+            acc[j] += v
+    elif code == 4:
+        for j in range(n):
+            s = ai[j]
+            v = gi[j] * (s * (one - s))
+            gi[j] = v
+            acc[j] += v
+    elif code == 5:
+        for j in range(n):
+            x = zi[j]
+            d = half * (one + math.erf(x * rs2)) + x * rs2pi * math.exp(-half * x * x)
+            v = gi[j] * d
+            gi[j] = v
+            acc[j] += v
+    elif code == 6:
+        for j in range(n):
+            x = zi[j]
+            t = math.tanh(k0 * (x + c[3] * x * x * x))
+            d = half * (one + t) + half * x * (one - t * t) * k0 * (one + k3 * x * x)
+            v = gi[j] * d
+            gi[j] = v
+            acc[j] += v
+    else:
+        for j in range(n):
+            v = gi[j] * lam if zi[j] > zero else gi[j] * (ai[j] + lamal)
+            gi[j] = v
+            acc[j] += v
+
+
+# ---------------------------------------------------------------------------
+# bias + activation
+# ---------------------------------------------------------------------------
+@njit(**_JIT)
+def _bias_act_ser(z, b, code, alpha, a, c):
+    for i in range(z.shape[0]):
+        _fwd_row(z, b, a, i, code, alpha, c)
+
+
+@njit(parallel=True, **_JIT)
+def _bias_act_par(z, b, code, alpha, a, c):
+    for i in prange(z.shape[0]):
+        _fwd_row(z, b, a, i, code, alpha, c)
+
+
+def bias_act_forward(z, b, act, alpha, a):
+    """z += b (row broadcast, z keeps the pre-activation); a = f(z). a may be z for linear."""
+    code = _act_code(act)
+    c = _CST[z.dtype]
+    al = z.dtype.type(alpha)
+    if z.size < PAR_MIN:
+        _bias_act_ser(z, b, code, al, a, c)
+    else:
+        _bias_act_par(z, b, code, al, a, c)
+    return a
+
+
+# ---------------------------------------------------------------------------
+# activation backward + bias gradient
+# ---------------------------------------------------------------------------
+@njit(**_JIT)
+def _act_bwd_db(g, z, a, code, alpha, c, db, part, nblk):
+    """Row block k accumulates into part[k] (serially inside), blocks run in parallel,
+    then db = part[0] + part[1] + ... in block order (same for every column)."""
+    B = g.shape[0]
+    if nblk == 1:
+        db[:] = 0
+        for i in range(B):
+            _bwd_row(g, z, a, i, code, alpha, c, db)
+        return
+    _act_bwd_blocks(g, z, a, code, alpha, c, part, nblk)
+    n = g.shape[1]
+    for j in range(n):
+        db[j] = part[0, j]
+    for k in range(1, nblk):
+        pk = part[k]
+        for j in range(n):
+            db[j] += pk[j]
+
+
+@njit(parallel=True, **_JIT)
+def _act_bwd_blocks(g, z, a, code, alpha, c, part, nblk):
+    B = g.shape[0]
+    for k in prange(nblk):
+        r0 = (B * k) // nblk
+        r1 = (B * (k + 1)) // nblk
+        acc = part[k]
+        acc[:] = 0
+        for i in range(r0, r1):
+            _bwd_row(g, z, a, i, code, alpha, c, acc)
+
+
+_PART = {}
+
+
+def _row_blocks(B, n):
+    if B * n < PAR_MIN or B < 2:
+        return 1
+    return min(ROW_BLOCKS_MAX, B)
+
+
+def act_backward_bias_grad(g, z, a, act, alpha, db):
+    """g *= f'(z) in place (uses a = f(z) where cheaper); db[:] = g.sum(axis=0)."""
+    code = _act_code(act)
+    B, n = g.shape
+    nblk = _row_blocks(B, n)
+    key = (nblk, n, g.dtype)
+    part = _PART.get(key)
+    if part is None:
+        part = _PART[key] = np.empty((nblk, n), g.dtype)
+    _act_bwd_db(g, z, a, code, g.dtype.type(alpha), _CST[g.dtype], db, part, nblk)
+    return g
+
+
+# ---------------------------------------------------------------------------
+# losses (loss and gradient in one sweep per row)
+# ---------------------------------------------------------------------------
+@njit(**_INL)
+def _xent_row(x, y, d, i, scale):
+    """Row i: returns logsumexp(x_i) - x_i[y_i] (float64); d_i = (softmax - onehot) * scale."""
+    xi = x[i]
+    di = d[i]
+    n = xi.shape[0]
+    m = xi[0]
+    for j in range(1, n):
+        if xi[j] > m:
+            m = xi[j]
+    s = 0.0
+    for j in range(n):
+        e = math.exp(xi[j] - m)
+        di[j] = e
+        s += e
+    inv = scale / s
+    for j in range(n):
+        di[j] = di[j] * inv
+    t = y[i]
+    di[t] = di[t] - scale
+    return math.log(s) + float(m) - float(xi[t])
+
+
+@njit(**_JIT)
+def _xent_ser(x, y, d, scale):
+    tot = 0.0
+    for i in range(x.shape[0]):
+        tot += _xent_row(x, y, d, i, scale)
+    return tot
+
+
+@njit(parallel=True, **_JIT)
+def _xent_par(x, y, d, scale, rowloss):
+    for i in prange(x.shape[0]):
+        rowloss[i] = _xent_row(x, y, d, i, scale)
+    tot = 0.0
+    for i in range(x.shape[0]):
+        tot += rowloss[i]
+    return tot
+
+
+def softmax_xent(logits, labels, dlogits):
+    """mean_i(logsumexp(logits_i) - logits_i[y_i]); dlogits = (softmax - onehot) / B."""
+    B = logits.shape[0]
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    scale = logits.dtype.type(1.0 / B)
+    if logits.size < PAR_MIN:
+        tot = _xent_ser(logits, labels, dlogits, scale)
+    else:
+        tot = _xent_par(logits, labels, dlogits, scale, np.empty(B, np.float64))
+    return tot / B
+
+
+@njit(**_INL)
+def _mse_row(p, t, d, i, scale):
+    pi = p[i]
+    ti = t[i]
+    di = d[i]
+    s = 0.0
+    for j in range(pi.shape[0]):
+        e = pi[j] - ti[j]
+        di[j] = e * scale
+        s += float(e) * float(e)
+    return s
+
+
+@njit(**_JIT)
+def _mse_ser(p, t, d, scale):
+    tot = 0.0
+    for i in range(p.shape[0]):
+        tot += _mse_row(p, t, d, i, scale)
+    return tot
+
+
+@njit(parallel=True, **_JIT)
+def _mse_par(p, t, d, scale, rowloss):
+    for i in prange(p.shape[0]):
+        rowloss[i] = _mse_row(p, t, d, i, scale)
+    tot = 0.0
+    for i in range(p.shape[0]):
+        tot += rowloss[i]
+    return tot
+
+
+def mse(pred, target, dpred):
+    """mean over all elements of (pred - target)**2; dpred = 2 (pred - target) / pred.size."""
+    p2 = pred.reshape(pred.shape[0], -1)
+    t2 = np.ascontiguousarray(target, dtype=pred.dtype).reshape(p2.shape)
+    d2 = dpred.reshape(p2.shape)
+    scale = pred.dtype.type(2.0 / pred.size)
+    if pred.size < PAR_MIN:
+        tot = _mse_ser(p2, t2, d2, scale)
+    else:
+        tot = _mse_par(p2, t2, d2, scale, np.empty(p2.shape[0], np.float64))
+    return tot / pred.size
+
+
+# ---------------------------------------------------------------------------
+# optimizers: one sweep over the flat buffers
+# ---------------------------------------------------------------------------
+OPT_CHUNK = 1 << 14
+
+
+@njit(**_INL)
+def _sgd_span(p, g, lr, i0, i1):
+    for i in range(i0, i1):
+        p[i] -= lr * g[i]
+
+
+@njit(**_JIT)
+def _sgd_ser(p, g, lr):
+    _sgd_span(p, g, lr, 0, p.shape[0])
+
+
+@njit(parallel=True, **_JIT)
+def _sgd_par(p, g, lr):
+    n = p.shape[0]
+    for k in prange((n + OPT_CHUNK - 1) // OPT_CHUNK):
+        _sgd_span(p, g, lr, k * OPT_CHUNK, min(n, (k + 1) * OPT_CHUNK))
+
+
+def sgd(p, g, lr):
+    """p -= lr * g."""
+    lr = p.dtype.type(lr)
+    (_sgd_ser if p.size < PAR_MIN else _sgd_par)(p, g, lr)
+    return p
+
+
+@njit(**_INL)
+def _mom_span(p, g, v, lr, mu, i0, i1):
+    for i in range(i0, i1):
+        vi = mu * v[i] + g[i]
+        v[i] = vi
+        p[i] -= lr * vi
+
+
+@njit(**_JIT)
+def _mom_ser(p, g, v, lr, mu):
+    _mom_span(p, g, v, lr, mu, 0, p.shape[0])
+
+
+@njit(parallel=True, **_JIT)
+def _mom_par(p, g, v, lr, mu):
+    n = p.shape[0]
+    for k in prange((n + OPT_CHUNK - 1) // OPT_CHUNK):
+        _mom_span(p, g, v, lr, mu, k * OPT_CHUNK, min(n, (k + 1) * OPT_CHUNK))
+
+
+def momentum(p, g, v, lr, mu):
+    """v = mu v + g; p -= lr v (torch SGD momentum, dampening 0)."""
+    t = p.dtype.type
+    (_mom_ser if p.size < PAR_MIN else _mom_par)(p, g, v, t(lr), t(mu))
+    return p
+
+
+@njit(**_INL)
+def _adam_span(p, g, m, v, b1, c1, b2, c2, step, rbc2, eps, i0, i1):
+    for i in range(i0, i1):
+        gi = g[i]
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step * mi / (np.sqrt(vi) * rbc2 + eps)
+
+
+@njit(**_JIT)
+def _adam_ser(p, g, m, v, b1, c1, b2, c2, step, rbc2, eps):
+    _adam_span(p, g, m, v, b1, c1, b2, c2, step, rbc2, eps, 0, p.shape[0])
+
+
+@njit(parallel=True, **_JIT)
+def _adam_par(p, g, m, v, b1, c1, b2, c2, step, rbc2, eps):
+    n = p.shape[0]
+    for k in prange((n + OPT_CHUNK - 1) // OPT_CHUNK):
+        _adam_span(p, g, m, v, b1, c1, b2, c2, step, rbc2, eps, k * OPT_CHUNK, min(n, (k + 1) * OPT_CHUNK))
+
+
+def adam(p, g, m, v, lr, b1, b2, eps, t):
+    """torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+    p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)."""
+    T = p.dtype.type
+    bc1 = 1.0 - b1 ** t
+    bc2 = 1.0 - b2 ** t
+    args = (T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(lr / bc1), T(1.0 / math.sqrt(bc2)), T(eps))
+    (_adam_ser if p.size < PAR_MIN else _adam_par)(p, g, m, v, *args)
+    return p
+
+
+# ---------------------------------------------------------------------------
+# GEMM. OpenBLAS computes edge columns of a tile with other kernels (other
+# summation order / FMA use): identical columns of b can give columns of a @ b
+# that differ in the last bit (measured: sgemm at widths 64 and 1024 too), which
+# breaks the symmetry of a constant-init net. ``matmul`` is therefore a Numba GEMM
+# in which every output element is sum_k a[i,k] * b[k,j], k in order, each product
+# rounded (no FMA) -- bitwise the _mlp_ref order -- vectorized across columns and
+# cache-blocked (JB columns x KB rows of b stay in L1, k unrolled by 4 without
+# changing the order). ``blas_matmul`` is np.matmul (OpenBLAS), faster on big
+# shapes; use it only where no two columns need to stay equal.
+# ---------------------------------------------------------------------------
+GEMM_JB = 256        # columns of a b panel (one out-row segment: 1 KiB float32)
+GEMM_KB = 32         # rows of a b panel (32 x 256 float32 = 32 KiB: L1)
+GEMM_IB = 32         # rows of out per task
+GEMM_PAR_MIN = 1 << 18   # multiply-adds below which the GEMM runs in the calling thread
+
+
+@njit(**_INL)
+def _gemm_block(a, b, out, i0, i1, j0, j1):
+    # row segments are sliced to [j0, j1) so the column loop starts at 0: an index that
+    # LLVM cannot prove non-negative keeps Numba's wraparound select and blocks SIMD
+    K = a.shape[1]
+    n = j1 - j0
+    for i in range(i0, i1):
+        oi = out[i, j0:j1]
+        for j in range(n):
+            oi[j] = 0
+    for k0 in range(0, K, GEMM_KB):
+        k1 = min(K, k0 + GEMM_KB)
+        k4 = k1 - (k1 - k0) % 4
+        i2 = i1 - (i1 - i0) % 2
+        for i in range(i0, i2, 2):      # two rows share each load of b (order per row unchanged)
+            oi = out[i, j0:j1]
+            oh = out[i + 1, j0:j1]
+            for k in range(k0, k4, 4):
+                x0, x1, x2, x3 = a[i, k], a[i, k + 1], a[i, k + 2], a[i, k + 3]
+                y0, y1, y2, y3 = a[i + 1, k], a[i + 1, k + 1], a[i + 1, k + 2], a[i + 1, k + 3]
+                w0, w1, w2, w3 = b[k, j0:j1], b[k + 1, j0:j1], b[k + 2, j0:j1], b[k + 3, j0:j1]
+                for j in range(n):
+                    v0, v1, v2, v3 = w0[j], w1[j], w2[j], w3[j]
+                    oi[j] = (((oi[j] + x0 * v0) + x1 * v1) + x2 * v2) + x3 * v3
+                    oh[j] = (((oh[j] + y0 * v0) + y1 * v1) + y2 * v2) + y3 * v3
+        for i in range(i2, i1):
+            oi = out[i, j0:j1]
+            for k in range(k0, k4, 4):
+                x0, x1, x2, x3 = a[i, k], a[i, k + 1], a[i, k + 2], a[i, k + 3]
+                w0, w1, w2, w3 = b[k, j0:j1], b[k + 1, j0:j1], b[k + 2, j0:j1], b[k + 3, j0:j1]
+                for j in range(n):
+                    oi[j] = (((oi[j] + x0 * w0[j]) + x1 * w1[j]) + x2 * w2[j]) + x3 * w3[j]
+        for i in range(i0, i1):
+            oi = out[i, j0:j1]
+            for k in range(k4, k1):
+                x0 = a[i, k]
+                w0 = b[k, j0:j1]
+                for j in range(n):
+                    oi[j] = oi[j] + x0 * w0[j]
+
+
+@njit(**_JIT)
+def _gemm_ser(a, b, out):
+    M, N = out.shape
+    for j0 in range(0, N, GEMM_JB):
+        _gemm_block(a, b, out, 0, M, j0, min(N, j0 + GEMM_JB))
+
+
+@njit(parallel=True, **_JIT)
+def _gemm_par(a, b, out, ib):
+    M, N = out.shape
+    nI = (M + ib - 1) // ib
+    nJ = (N + GEMM_JB - 1) // GEMM_JB
+    for t in prange(nI * nJ):
+        bi = t // nJ
+        bj = t - bi * nJ
+        _gemm_block(a, b, out, bi * ib, min(M, (bi + 1) * ib),
+                    bj * GEMM_JB, min(N, (bj + 1) * GEMM_JB))
+
+
+def _row_block(M, N):
+    # rows per task: large enough that a b panel is reused over many rows, small enough
+    # that there are >= 4 tasks for the two-core pool
+    nJ = -(-N // GEMM_JB)
+    ib = GEMM_IB
+    while ib < 128 and -(-M // (2 * ib)) * nJ >= 4:
+        ib *= 2
+    return ib
+
+
+_BT = {}
+
+
+def matmul(a, b, out):
+    """out = a @ b with every column computed alike (a / b may be transposed views).
+
+    A b that is not C-contiguous (W.T) is copied into a reused buffer first."""
+    if not b.flags.c_contiguous:
+        key = (b.shape, b.dtype)
+        buf = _BT.get(key)
+        if buf is None:
+            if len(_BT) > 32:
+                _BT.clear()
+            buf = _BT[key] = np.empty(b.shape, b.dtype)
+        np.copyto(buf, b)
+        b = buf
+    if a.shape[0] * a.shape[1] * b.shape[1] < GEMM_PAR_MIN:
+        _gemm_ser(a, b, out)
+    else:
+        _gemm_par(a, b, out, _row_block(a.shape[0], b.shape[1]))
+    return out
+
+
+def blas_matmul(a, b, out):
+    """out = a @ b through OpenBLAS: faster on big shapes, identical columns not kept identical."""
+    return np.matmul(a, b, out=out)
+
+
+# ---------------------------------------------------------------------------
+# fully fused narrow-net step: forward + backward of a batch tile in cache
+# ---------------------------------------------------------------------------
+@njit(**_INL)
+def _tile_fwd_gemm(x, W, z, T):
+    """z[:T] = x[:T] @ W (k unrolled by 4, same summation order as k one at a time)."""
+    n_in = W.shape[0]
+    n_out = W.shape[1]
+    k4 = n_in - n_in % 4
+    for i in range(T):
+        zi = z[i]
+        xi = x[i]
+        for j in range(n_out):
+            zi[j] = 0
+        for k in range(0, k4, 4):
+            x0, x1, x2, x3 = xi[k], xi[k + 1], xi[k + 2], xi[k + 3]
+            w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            for j in range(n_out):
+                zi[j] = (((zi[j] + x0 * w0[j]) + x1 * w1[j]) + x2 * w2[j]) + x3 * w3[j]
+        for k in range(k4, n_in):
+            x0 = xi[k]
+            w0 = W[k]
+            for j in range(n_out):
+                zi[j] = zi[j] + x0 * w0[j]
+
+
+@njit(**_INL)
+def _tile_dx_gemm(g, WT, dx, T):
+    """dx[:T] = g[:T] @ W.T with WT = W.T stored (n_out, n_in): axpy over WT rows."""
+    n_out = WT.shape[0]
+    n_in = WT.shape[1]
+    j4 = n_out - n_out % 4
+    for i in range(T):
+        di = dx[i]
+        gi = g[i]
+        for k in range(n_in):
+            di[k] = 0
+        for j in range(0, j4, 4):
+            g0, g1, g2, g3 = gi[j], gi[j + 1], gi[j + 2], gi[j + 3]
+            w0, w1, w2, w3 = WT[j], WT[j + 1], WT[j + 2], WT[j + 3]
+            for k in range(n_in):
+                di[k] = (((di[k] + g0 * w0[k]) + g1 * w1[k]) + g2 * w2[k]) + g3 * w3[k]
+        for j in range(j4, n_out):
+            g0 = gi[j]
+            w0 = WT[j]
+            for k in range(n_in):
+                di[k] = di[k] + g0 * w0[k]
+
+
+@njit(**_INL)
+def _tile_dw_gemm(x, g, dW, T):
+    """dW += x[:T].T @ g[:T], rows of the tile added in order (4 at a time, same order)."""
+    n_in = dW.shape[0]
+    n_out = dW.shape[1]
+    t4 = T - T % 4
+    for k in range(n_in):
+        dk = dW[k]
+        for i in range(0, t4, 4):
+            x0, x1, x2, x3 = x[i, k], x[i + 1, k], x[i + 2, k], x[i + 3, k]
+            g0, g1, g2, g3 = g[i], g[i + 1], g[i + 2], g[i + 3]
+            for j in range(n_out):
+                dk[j] = (((dk[j] + x0 * g0[j]) + x1 * g1[j]) + x2 * g2[j]) + x3 * g3[j]
+        for i in range(t4, T):
+            x0 = x[i, k]
+            g0 = g[i]
+            for j in range(n_out):
+                dk[j] = dk[j] + x0 * g0[j]
+
+
+@njit(**_INL)
+def _mat(buf, off, rows, cols):
+    return buf[off:off + rows * cols].reshape((rows, cols))
+
+
+@njit(**_INL)
+def _layer(flat, w_off, b_off, sizes, l):
+    n_in = sizes[l]
+    n_out = sizes[l + 1]
+    W = flat[w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
+    b = flat[b_off[l]:b_off[l] + n_out]
+    return W, b
+
+
+@njit(**_INL)
+def _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, code, alpha, c,
+                 loss_code, r0, r1, scale, Z, A, G0, G1):
+    """Forward + backward of rows r0..r1 tile by tile; gradients added into gacc."""
+    L = sizes.shape[0] - 1
+    mw = G0.shape[0] // TILE_ROWS
+    tot = 0.0
+    for t0 in range(r0, r1, TILE_ROWS):
+        T = min(TILE_ROWS, r1 - t0)
+        xt = X[t0:t0 + T]
+        # forward
+        for l in range(L):
+            W, b = _layer(params, w_off, b_off, sizes, l)
+            n_out = sizes[l + 1]
+            zl = _mat(Z, l * TILE_ROWS * mw, T, n_out)
+            al = _mat(A, l * TILE_ROWS * mw, T, n_out)
+            if l == 0:
+                _tile_fwd_gemm(xt, W, zl, T)
+            else:
+                _tile_fwd_gemm(_mat(A, (l - 1) * TILE_ROWS * mw, T, sizes[l]), W, zl, T)
+            cl = code if l < L - 1 else 0
+            for i in range(T):
+                _fwd_row(zl, b, al, i, cl, alpha, c)
+        # loss on the logits tile -> G0
+        n_last = sizes[L]
+        out = _mat(A, (L - 1) * TILE_ROWS * mw, T, n_last)
+        g = _mat(G0, 0, T, n_last)
+        if loss_code == 0:
+            yt = labels[t0:t0 + T]
+            for i in range(T):
+                tot += _xent_row(out, yt, g, i, scale)
+        else:
+            tt = target[t0:t0 + T]
+            for i in range(T):
+                tot += _mse_row(out, tt, g, i, scale)
+        # backward
+        cur = 0
+        for l in range(L - 1, -1, -1):
+            n_in = sizes[l]
+            n_out = sizes[l + 1]
+            g = _mat(G0 if cur == 0 else G1, 0, T, n_out)
+            dW, db = _layer(gacc, w_off, b_off, sizes, l)
+            for i in range(T):
+                gi = g[i]
+                for j in range(n_out):
+                    db[j] += gi[j]
+            if l == 0:
+                _tile_dw_gemm(xt, g, dW, T)
+            else:
+                _tile_dw_gemm(_mat(A, (l - 1) * TILE_ROWS * mw, T, n_in), g, dW, T)
+                WT = WTflat[w_off[l]:w_off[l] + n_in * n_out].reshape((n_out, n_in))
+                gn = _mat(G1 if cur == 0 else G0, 0, T, n_in)
+                _tile_dx_gemm(g, WT, gn, T)
+                zp = _mat(Z, (l - 1) * TILE_ROWS * mw, T, n_in)
+                ap = _mat(A, (l - 1) * TILE_ROWS * mw, T, n_in)
+                if code != 0:
+                    for i in range(T):
+                        _bwd_row_noacc(gn, zp, ap, i, code, alpha, c)
+                cur = 1 - cur
+    return tot
+
+
+@njit(**_INL)
+def _bwd_row_noacc(g, z, a, i, code, alpha, c):
+    # the bias gradient is summed by the caller (db of the layer below, after its dW)
+    n = g.shape[1]
+    one, half, k0 = c[0], c[1], c[2]
+    k3, rs2, rs2pi, lam, lamal, zero = c[4], c[5], c[6], c[7], c[8], c[9]
+    gi = g[i]
+    zi = z[i]
+    ai = a[i]
+    if code == 1:
+        for j in range(n):
+            gi[j] = gi[j] if zi[j] > zero else zero
+    elif code == 2:
+        for j in range(n):
+            gi[j] = gi[j] if zi[j] > zero else gi[j] * alpha
+    elif code == 3:
+        for j in range(n):
+            t = ai[j]
+            gi[j] = gi[j] * (one - t * t)
+    elif code == 4:
+        for j in range(n):
+            s = ai[j]
+            gi[j] = gi[j] * (s * (one - s))
+    elif code == 5:
+        for j in range(n):
+            x = zi[j]
+            gi[j] = gi[j] * (half * (one + math.erf(x * rs2)) + x * rs2pi * math.exp(-half * x * x))
+    elif code == 6:
+        for j in range(n):
+            x = zi[j]
+            t = math.tanh(k0 * (x + c[3] * x * x * x))
+            gi[j] = gi[j] * (half * (one + t) + half * x * (one - t * t) * k0 * (one + k3 * x * x))
+    elif code == 7:
+        for j in range(n):
+            gi[j] = gi[j] * lam if zi[j] > zero else gi[j] * (ai[j] + lamal)
+
+
+@njit(**_INL)
+def _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
+                loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs):
+    B = X.shape[0]
+    L = sizes.shape[0] - 1
+    nch = gbuf.shape[0]
+    P = grads.shape[0]
+    # W.T of every layer (for the dx GEMM as axpy over contiguous rows)
+    for l in range(1, L):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        W = params[w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
+        WT = WTflat[w_off[l]:w_off[l] + n_in * n_out].reshape((n_out, n_in))
+        for j in range(n_out):
+            for k in range(n_in):
+                WT[j, k] = W[k, j]
+    ntiles = (B + TILE_ROWS - 1) // TILE_ROWS
+    for ch in prange(nch):
+        gacc = gbuf[ch]
+        gacc[:] = 0
+        t_lo = (ntiles * ch) // nch
+        t_hi = (ntiles * (ch + 1)) // nch
+        r0 = t_lo * TILE_ROWS
+        r1 = min(B, t_hi * TILE_ROWS)
+        closs[ch] = _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, code,
+                                 alpha, c, loss_code, r0, r1, scale, Z[ch], A[ch], G0[ch], G1[ch])
+    # chunk sums in chunk order (same for every parameter), then the SGD update
+    nblk = (P + 4095) // 4096
+    for kb in prange(nblk):
+        i0 = kb * 4096
+        i1 = min(P, i0 + 4096)
+        for i in range(i0, i1):
+            grads[i] = gbuf[0, i]
+        for ch in range(1, nch):
+            gch = gbuf[ch]
+            for i in range(i0, i1):
+                grads[i] += gch[i]
+        if do_sgd:
+            for i in range(i0, i1):
+                params[i] -= lr * grads[i]
+    tot = 0.0
+    for ch in range(nch):
+        tot += closs[ch]
+    return tot
+
+
+@njit(parallel=True, **_JIT)
+def _fused_step_par(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
+                    loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs):
+    return _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
+                       loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs)
+
+
+@njit(**_JIT)
+def _fused_step_ser(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
+                    loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs):
+    return _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
+                       loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs)
+
+
+# batch x sum(n_in x n_out) multiply-adds below which the fused step stays serial
+# (measured: [64, 64, 64, 1] x 128 = 1.06M runs ~20% faster on 2 threads than on 1)
+FUSED_PAR_MIN = 1 << 19
+
+
+def layer_offsets(sizes):
+    """Offsets of W_l and b_l in the flat buffer, layout [W0, b0, W1, b1, ...]."""
+    w_off, b_off, o = [], [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        w_off.append(o)
+        o += n_in * n_out
+        b_off.append(o)
+        o += n_out
+    return np.array(w_off, np.int64), np.array(b_off, np.int64), o
+
+
+def use_fused(sizes, batch=None):
+    """True where train_step_fused is the faster choice: every width <= FUSED_MAX_WIDTH
+    (measured [64, 64, 64, 1] x 128: fused 0.17 ms, op by op 0.28 ms)."""
+    return max(sizes) <= FUSED_MAX_WIDTH
+
+
+_WS = {}
+
+
+def _workspace(B, sizes, dtype, P):
+    key = (B, tuple(sizes), np.dtype(dtype), P)
+    ws = _WS.get(key)
+    if ws is None:
+        if len(_WS) > 16:
+            _WS.clear()
+        ntiles = -(-B // TILE_ROWS)
+        nch = max(1, min(FUSED_CHUNKS, ntiles))
+        L = len(sizes) - 1
+        mw = max(sizes)
+        ws = dict(
+            WT=np.zeros(P, dtype), gbuf=np.zeros((nch, P), dtype),
+            Z=np.zeros((nch, L * TILE_ROWS * mw), dtype), A=np.zeros((nch, L * TILE_ROWS * mw), dtype),
+            G0=np.zeros((nch, TILE_ROWS * mw), dtype), G1=np.zeros((nch, TILE_ROWS * mw), dtype),
+            closs=np.zeros(nch, np.float64), sizes=np.array(sizes, np.int64),
+        )
+        _WS[key] = ws
+    return ws
+
+
+_DUMMY_LABELS = np.zeros(1, np.int64)
+_DUMMY_T = {np.dtype(np.float32): np.zeros((1, 1), np.float32),
+            np.dtype(np.float64): np.zeros((1, 1), np.float64)}
+
+
+def train_step_fused(X, y, params, grads, sizes, act, alpha=0.01, loss="softmax_cross_entropy",
+                     lr=None, offsets=None):
+    """Forward + backward (+ SGD when lr is given) of a narrow MLP in one fused call.
+
+    See the module docstring for the arguments. Returns the mean loss (float).
+    """
+    dt = params.dtype
+    B = X.shape[0]
+    if offsets is None:
+        w_off, b_off, _ = layer_offsets(sizes)
+    else:
+        w_off, b_off = (np.asarray(o, np.int64) for o in offsets)
+    ws = _workspace(B, sizes, dt, params.shape[0])
+    lc = LOSS_CODES[loss]
+    if lc == 0:
+        labels = np.ascontiguousarray(y, dtype=np.int64)
+        target = _DUMMY_T[dt]
+        scale = dt.type(1.0 / B)
+        div = B
+    else:
+        labels = _DUMMY_LABELS
+        target = np.ascontiguousarray(y, dtype=dt).reshape(B, -1)
+        n = target.size
+        scale = dt.type(2.0 / n)
+        div = n
+    macs = B * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+    fn = _fused_step_ser if macs < FUSED_PAR_MIN else _fused_step_par
+    tot = fn(X, labels, target, params, grads, ws["WT"], ws["gbuf"], ws["sizes"], w_off, b_off,
+                      _act_code(act), dt.type(alpha), _CST[dt], lc, scale,
+                      dt.type(0.0 if lr is None else lr), lr is not None,
+                      ws["Z"], ws["A"], ws["G0"], ws["G1"], ws["closs"])
+    return tot / div
+matmul_blas = blas_matmul

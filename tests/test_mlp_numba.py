@@ -1,0 +1,217 @@
+"""The fused Numba MLP ops against the readable NumPy reference (symbreak_fast._mlp_ref),
+the fully fused narrow-net step against the op-by-op step, and symmetry: identical
+hidden neurons stay bitwise identical through both paths."""
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+from symbreak_fast import _mlp_ref as R
+from symbreak_fast.backends import mlp_numba as M
+
+ACTS = list(M.ACT_CODES)
+DTYPES = [np.float32, np.float64]
+# (rows, cols): batch 1, odd widths, and one above PAR_MIN (the parallel kernels)
+SHAPES = [(1, 7), (37, 19), (300, 130)]
+
+
+def tol(dt):
+    return {"rtol": 2e-5, "atol": 2e-6} if dt == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+
+
+def rand(rng, shape, dt, scale=2.0):
+    return (rng.standard_normal(shape) * scale).astype(dt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+def test_bias_act_and_backward_match_reference(act, dt):
+    rng = np.random.default_rng(1)
+    for B, n in SHAPES:
+        z0, b, g0 = rand(rng, (B, n), dt), rand(rng, n, dt), rand(rng, (B, n), dt)
+        z1, a1 = z0.copy(), np.empty_like(z0)
+        z2, a2 = z0.copy(), np.empty_like(z0)
+        M.bias_act_forward(z1, b, act, 0.02, a1)
+        R.bias_act_forward(z2, b, act, 0.02, a2)
+        np.testing.assert_array_equal(z1, z2)           # z + b: one rounding, same bits
+        np.testing.assert_allclose(a1, a2, **tol(dt))
+        g1, g2 = g0.copy(), g0.copy()
+        db1, db2 = np.empty(n, dt), np.empty(n, dt)
+        M.act_backward_bias_grad(g1, z1, a1, act, 0.02, db1)
+        R.act_backward_bias_grad(g2, z2, a2, act, 0.02, db2)
+        # f'(z) cancels near its zeros (gelu, gelu_tanh): compare on the scale of g
+        np.testing.assert_allclose(g1, g2, rtol=tol(dt)["rtol"], atol=tol(dt)["rtol"] * np.abs(g0).max())
+        np.testing.assert_allclose(db1, db2, rtol=tol(dt)["rtol"] * 10, atol=tol(dt)["atol"] * B)
+
+
+def test_linear_in_place():
+    rng = np.random.default_rng(2)
+    z, b = rand(rng, (5, 3), np.float32), rand(rng, 3, np.float32)
+    ref = z + b
+    M.bias_act_forward(z, b, "linear", 0.0, z)
+    np.testing.assert_array_equal(z, ref)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_matmul_bitwise_reference_and_transposed_views(dt):
+    rng = np.random.default_rng(3)
+    for m, k, n in [(1, 5, 7), (17, 33, 65), (70, 130, 300), (3, 1, 1)]:   # last-but-one: parallel
+        a, b = rand(rng, (m, k), dt), rand(rng, (k, n), dt)
+        ref = np.empty((m, n), dt)
+        R.matmul(a, b, ref)
+        for aa, bb in [(a, b), (np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T)]:
+            out = np.empty((m, n), dt)
+            M.matmul(aa, bb, out)
+            np.testing.assert_array_equal(out, ref)
+        np.testing.assert_allclose(ref, a @ b, rtol=1e-4 if dt == np.float32 else 1e-10, atol=1e-3)
+
+
+def test_matmul_keeps_identical_columns():
+    rng = np.random.default_rng(4)
+    for B, k, n in [(17, 64, 64), (64, 100, 130), (256, 64, 1024)]:   # shapes where OpenBLAS sgemm does not
+        x = rand(rng, (B, k), np.float32)
+        W = np.repeat(rand(rng, (k, 1), np.float32), n, axis=1)
+        out = np.empty((B, n), np.float32)
+        M.matmul(x, W, out)
+        assert (out == out[:, :1]).all()
+        g = np.repeat(rand(rng, (B, 1), np.float32), n, axis=1)
+        dW = np.empty((k, n), np.float32)
+        M.matmul(x.T, g, dW)
+        assert (dW == dW[:, :1]).all()
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_losses_match_reference(dt):
+    rng = np.random.default_rng(5)
+    for B, C in [(1, 3), (33, 10), (40, 1000)]:
+        logits = rand(rng, (B, C), dt, 5.0)
+        y = rng.integers(0, C, B)
+        d1, d2 = np.empty_like(logits), np.empty_like(logits)
+        l1, l2 = M.softmax_xent(logits, y, d1), R.softmax_xent(logits, y, d2)
+        assert l1 == pytest.approx(l2, rel=1e-5 if dt == np.float32 else 1e-12)
+        np.testing.assert_allclose(d1, d2, **tol(dt))
+        t = rand(rng, (B, C), dt)
+        l1, l2 = M.mse(logits, t, d1), R.mse(logits, t, d2)
+        assert l1 == pytest.approx(l2, rel=1e-5 if dt == np.float32 else 1e-12)
+        np.testing.assert_allclose(d1, d2, **tol(dt))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_optimizers_match_reference(dt):
+    rng = np.random.default_rng(6)
+    for n in (1, 1001, 70001):
+        p0, g = rand(rng, n, dt), rand(rng, n, dt)
+        p1, p2 = p0.copy(), p0.copy()
+        M.sgd(p1, g, 0.1)
+        R.sgd(p2, g, 0.1)
+        np.testing.assert_array_equal(p1, p2)
+        v1, v2 = rand(rng, n, dt), None
+        v2 = v1.copy()
+        p1, p2 = p0.copy(), p0.copy()
+        M.momentum(p1, g, v1, 0.1, 0.9)
+        R.momentum(p2, g, v2, 0.1, 0.9)
+        np.testing.assert_allclose(p1, p2, **tol(dt))
+        np.testing.assert_allclose(v1, v2, **tol(dt))
+        m1 = rand(rng, n, dt, 0.1)
+        w1 = np.abs(rand(rng, n, dt, 0.1))
+        m2, w2 = m1.copy(), w1.copy()
+        p1, p2 = p0.copy(), p0.copy()
+        for t in (1, 2, 3):
+            M.adam(p1, g, m1, w1, 1e-3, 0.9, 0.999, 1e-8, t)
+            R.adam(p2, g, m2, w2, 1e-3, 0.9, 0.999, 1e-8, t)
+        np.testing.assert_allclose(p1, p2, **tol(dt))
+        np.testing.assert_allclose(m1, m2, **tol(dt))
+        np.testing.assert_allclose(w1, w2, **tol(dt))
+
+
+# ---- op-by-op step vs the fully fused step ---------------------------------
+def views(buf, sizes, l):
+    w_off, b_off, _ = M.layer_offsets(sizes)
+    i, o = sizes[l], sizes[l + 1]
+    return buf[w_off[l]:w_off[l] + i * o].reshape(i, o), buf[b_off[l]:b_off[l] + o]
+
+
+def op_step(ops, X, y, params, grads, sizes, act, loss, lr):
+    L, B, dt = len(sizes) - 1, X.shape[0], params.dtype
+    zs, as_, x = [], [], X
+    for l in range(L):
+        W, b = views(params, sizes, l)
+        z = np.empty((B, sizes[l + 1]), dt)
+        ops.matmul(x, W, z)
+        a = np.empty_like(z) if l < L - 1 else z
+        ops.bias_act_forward(z, b, act if l < L - 1 else "linear", 0.01, a)
+        zs.append(z)
+        as_.append(a)
+        x = a
+    g = np.empty_like(zs[-1])
+    lv = ops.mse(zs[-1], y, g) if loss == "mse" else ops.softmax_xent(zs[-1], y, g)
+    for l in range(L - 1, -1, -1):
+        dW, db = views(grads, sizes, l)
+        ops.act_backward_bias_grad(g, zs[l], as_[l], act if l < L - 1 else "linear", 0.01, db)
+        ops.matmul(X.T if l == 0 else as_[l - 1].T, g, dW)
+        if l:
+            gn = np.empty((B, sizes[l]), dt)
+            ops.matmul(g, views(params, sizes, l)[0].T, gn)
+            g = gn
+    ops.sgd(params, grads, lr)
+    return lv
+
+
+def make_net(sizes, B, loss, dt, seed=0, const=None):
+    rng = np.random.default_rng(seed)
+    P = M.layer_offsets(sizes)[2]
+    params = (rng.standard_normal(P) * 0.3).astype(dt) if const is None else np.full(P, const, dt)
+    X = rng.standard_normal((B, sizes[0])).astype(dt)
+    y = rng.integers(0, sizes[-1], B) if loss != "mse" else rng.standard_normal((B, sizes[-1])).astype(dt)
+    return params, X, y
+
+
+CASES = [([5, 7, 3], 1, "relu", "softmax_cross_entropy", np.float32),
+         ([13, 33, 17, 4], 45, "gelu", "mse", np.float32),
+         ([64, 64, 64, 1], 128, "tanh", "mse", np.float32),
+         ([20, 128, 9, 10], 100, "selu", "softmax_cross_entropy", np.float64),
+         ([3, 10, 10, 2], 70, "leaky_relu", "softmax_cross_entropy", np.float64)]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("sizes,B,act,loss,dt", CASES)
+def test_fused_step_matches_op_by_op(sizes, B, act, loss, dt, parallel, monkeypatch):
+    if parallel and dt == np.float64:
+        pytest.skip("the parallel kernel is the same code; float32 covers it (compile time)")
+    monkeypatch.setattr(M, "FUSED_PAR_MIN", 0 if parallel else 1 << 62)
+    params, X, y = make_net(sizes, B, loss, dt)
+    p_ref, g_ref = params.copy(), np.empty_like(params)
+    p_f, g_f = params.copy(), np.empty_like(params)
+    for _ in range(3):
+        l_ref = op_step(M, X, y, p_ref, g_ref, sizes, act, loss, 0.05)
+        l_f = M.train_step_fused(X, y, p_f, g_f, sizes, act, 0.01, loss, lr=0.05)
+        assert l_f == pytest.approx(l_ref, rel=1e-5 if dt == np.float32 else 1e-12)
+        np.testing.assert_allclose(g_f, g_ref, rtol=1e-4, atol=1e-5 if dt == np.float32 else 1e-12)
+        np.testing.assert_allclose(p_f, p_ref, rtol=1e-4, atol=1e-5 if dt == np.float32 else 1e-12)
+    g_n = np.empty_like(params)   # lr=None: gradients only, parameters untouched
+    before = p_f.copy()
+    M.train_step_fused(X, y, p_f, g_n, sizes, act, 0.01, loss)
+    np.testing.assert_array_equal(p_f, before)
+
+
+@pytest.mark.parametrize("path", ["ops", "fused"])
+def test_constant_init_keeps_hidden_neurons_identical(path):
+    sizes, B = [13, 33, 70, 4], 50
+    for act in ("relu", "tanh", "gelu_tanh"):
+        params, X, y = make_net(sizes, B, "softmax_cross_entropy", np.float32, const=0.05)
+        grads = np.empty_like(params)
+        for _ in range(5):
+            if path == "ops":
+                op_step(M, X, y, params, grads, sizes, act, "softmax_cross_entropy", 0.1)
+            else:
+                M.train_step_fused(X, y, params, grads, sizes, act, 0.01, "softmax_cross_entropy", lr=0.1)
+        for l in range(2):
+            W, b = views(params, sizes, l)
+            assert (W == W[:, :1]).all() and (b == b[0]).all()
+            assert not (W == 0.05).all()   # it did train
+        W2 = views(params, sizes, 2)[0]
+        assert (W2 == W2[:1, :]).all()
+
+
+def test_use_fused():
+    assert M.use_fused([64, 64, 64, 1], 128)
+    assert not M.use_fused([784, 1024, 1024, 10], 256)
