@@ -8,7 +8,9 @@ from .init import (calculate_gain, constant, dirac, eye, fan_in_fan_out, glorot_
                    he_normal, he_uniform, identity, init_params, kaiming_normal, kaiming_uniform, lecun_normal,
                    lecun_uniform, ones, orthogonal, register_initializer, sparse, variance_scaling,
                    xavier_normal, xavier_uniform, zeros)
+from . import lab
 from .checkpoint import save_init
+from .mlp import MLP, DivergenceError
 from .presets import PRESETS, preset, preset_names
 from .random import (available_backends, normal, random_bits, truncated_normal, uniform, use_backend,
                      which_backend)
@@ -21,4 +23,4 @@ __all__ = ["Key", "random_bits", "uniform", "normal", "truncated_normal", "avail
            "he_uniform", "kaiming_uniform", "he_normal", "kaiming_normal", "lecun_uniform", "lecun_normal",
            "zeros", "ones", "constant", "orthogonal", "identity", "eye", "dirac", "sparse",
            "calculate_gain", "fan_in_fan_out", "init_params", "register_initializer",
-           "preset", "preset_names", "PRESETS", "save_init"]
+           "preset", "preset_names", "PRESETS", "save_init", "MLP", "DivergenceError", "lab"]

@@ -1,0 +1,634 @@
+"""Why initialization matters, measured: symmetry, signal propagation, trainability.
+
+Metrics
+    ``distinct_neurons(W, tol=1e-5, bias=None)``  how many different output units a layer has
+    ``symmetry_report(net)``                      distinct neurons per layer of an ``MLP``
+    ``signal_propagation(net, X, y=None)``        per-layer activation mean/std, saturation, gradient norms
+
+Synthetic data (generated from symbreak_fast keys, nothing downloaded)
+    ``two_spirals``, ``gaussian_blobs``, ``teacher_task``  -> ``(X float, y int64)``
+
+Experiments (return a ``Result``: tidy ``rows`` (list of dicts), ``curves``, ``config``)
+    ``symmetry_experiment``  zeros / constant / random inits trained on the same net and data
+    ``depth_signal``         activation std and gradient norm by layer at init for a deep net
+    ``depth_training``       short training runs of the deep nets: which schemes train
+
+Weight schemes are strings: ``"zeros"``, ``"constant(0.5)"``, ``"normal(1)"`` (N(0, 1^2)),
+``"normal(0.01)"``, ``"xavier"`` (xavier_normal), ``"he"`` (he_normal), or any initializer name
+that ``init_params`` knows (e.g. ``"lecun_normal"``, ``"orthogonal"``). Biases are always zero.
+Everything is a pure function of the keys: the same arguments give the same numbers.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._key import as_key
+from .random import normal as _normal
+from .random import uniform as _uniform
+
+__all__ = ["distinct_neurons", "symmetry_report", "signal_propagation", "two_spirals", "gaussian_blobs",
+           "teacher_task", "make_data", "init_weights", "Result", "format_table", "symmetry_experiment",
+           "depth_signal", "depth_training", "SCHEMES", "demo_settings", "pivot", "write_plots"]
+
+
+# ---------------------------------------------------------------------------
+# host/device helpers
+# ---------------------------------------------------------------------------
+def _host(a) -> np.ndarray:
+    """A NumPy copy of a NumPy or CuPy array."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get"):
+        return a.get()
+    return np.asarray(a)
+
+
+def _xp_of(a):
+    if isinstance(a, np.ndarray):
+        return np
+    import cupy
+    return cupy.get_array_module(a)
+
+
+# ---------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------
+def distinct_neurons(W, tol: float = 1e-5, bias=None) -> int:
+    """The number of different neurons (output units) of the io-layout weight ``W`` (fan_in, fan_out).
+
+    Neuron j is column ``W[:, j]`` (with ``bias[j]`` appended when ``bias`` is given). Two neurons are
+    the same when their columns differ by at most ``tol * s`` in every entry, ``s`` being the largest
+    ``|entry|`` of the matrix (so ``tol`` is relative and the count is scale-free; ``tol=0`` asks for
+    bit-equal columns). Columns are grouped greedily in order: each joins the first earlier
+    representative it matches, else becomes a new one. A zero-width layer has 0 neurons.
+    """
+    W = _host(W)
+    if W.ndim != 2:
+        raise ValueError(f"W must be a 2-D (fan_in, fan_out) weight matrix, got shape {W.shape}")
+    if not (isinstance(tol, (int, float, np.floating)) and not isinstance(tol, bool) and tol >= 0
+            and math.isfinite(tol)):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    cols = np.asarray(W, np.float64).T                          # (fan_out, fan_in): one row per neuron
+    if bias is not None:
+        b = np.asarray(_host(bias), np.float64).reshape(-1)
+        if b.shape[0] != cols.shape[0]:
+            raise ValueError(f"bias has {b.shape[0]} entries, W has {cols.shape[0]} columns")
+        cols = np.concatenate([cols, b[:, None]], axis=1)
+    if cols.shape[0] == 0:
+        return 0
+    if not np.isfinite(cols).all():
+        raise ValueError("W (or bias) holds NaN or inf: the net diverged, neurons cannot be compared")
+    atol = tol * float(np.abs(cols).max()) if cols.size else 0.0
+    reps = np.empty((0, cols.shape[1]))
+    for c in cols:
+        if reps.shape[0] and (np.abs(reps - c).max(axis=1) <= atol).any():
+            continue
+        reps = np.vstack([reps, c])
+    return int(reps.shape[0])
+
+
+def _n_layers(net) -> int:
+    n = 0
+    while f"layers.{n}.weight" in net.params:
+        n += 1
+    if n == 0:
+        raise ValueError("net.params has no 'layers.0.weight': expected a symbreak_fast.mlp.MLP")
+    return n
+
+
+def _activation(net) -> str:
+    return getattr(net, "activation", "relu")
+
+
+def symmetry_report(net, tol: float = 1e-5) -> list[dict]:
+    """One dict per layer of ``net``: ``layer``, ``kind`` ("hidden" or "output"), ``fan_in``,
+    ``width``, ``distinct`` (distinct neurons, weights and bias together, see ``distinct_neurons``),
+    ``weight_std``. A hidden layer whose ``distinct`` is 1 computes one function ``width`` times."""
+    rows = []
+    L = _n_layers(net)
+    for i in range(L):
+        W = _host(net.params[f"layers.{i}.weight"])
+        b = _host(net.params[f"layers.{i}.bias"])
+        rows.append(dict(layer=i + 1, kind="output" if i == L - 1 else "hidden", fan_in=W.shape[0],
+                         width=W.shape[1], distinct=distinct_neurons(W, tol, bias=b),
+                         weight_std=float(np.std(W, dtype=np.float64))))
+    return rows
+
+
+def _act_np(name, z, alpha):
+    from ._mlp_ref import activation
+    return activation(z, name, alpha)
+
+
+def _saturation(name, a) -> float | None:
+    """Fraction of hidden units in the flat part of a bounded activation (tanh |a| > 0.99,
+    sigmoid a < 0.01 or > 0.99); None for unbounded ones."""
+    if name == "tanh":
+        return float(np.mean(np.abs(a) > 0.99))
+    if name == "sigmoid":
+        return float(np.mean((a < 0.01) | (a > 0.99)))
+    return None
+
+
+def _labels_for(net, B):
+    """Deterministic targets for gradient statistics when none are given."""
+    n_out = _host(net.params[f"layers.{_n_layers(net) - 1}.weight"]).shape[1]
+    if getattr(net, "loss", "softmax_cross_entropy") == "mse":
+        return np.zeros((B, n_out), np.dtype(str(_host(net.params["layers.0.weight"]).dtype)))
+    return np.arange(B, dtype=np.int64) % n_out
+
+
+def signal_propagation(net, X, y=None) -> list[dict]:
+    """Forward and backward signal of ``net`` on the batch ``X``, one dict per layer (1-based):
+
+    ``layer``, ``kind``, ``pre_std`` (std of z = x W + b), ``act_mean`` / ``act_std`` (of the layer's
+    output: f(z) for hidden layers, the logits for the last), ``saturation`` (tanh/sigmoid hidden
+    layers: fraction of units with |a| > 0.99 / a outside [0.01, 0.99]; None otherwise), ``zero_frac``
+    (fraction of outputs exactly 0: dead ReLUs), ``grad_norm`` (Frobenius norm of dLoss/dW of that
+    layer, from ``net.loss_and_grad(X, y)``) and ``grad_ratio`` (grad_norm / ||W||).
+    ``y`` defaults to class ``i % n_out`` for row i (zeros for an MSE net). Statistics are
+    computed in float64 on the host from the net's own parameters; non-finite values show as nan/inf.
+    """
+    L = _n_layers(net)
+    act = _activation(net)
+    alpha = getattr(net, "alpha", 0.01)
+    Xh = _host(X)
+    W0 = _host(net.params["layers.0.weight"])
+    if Xh.ndim != 2 or Xh.shape[1] != W0.shape[0]:
+        raise ValueError(f"X must be (batch, {W0.shape[0]}), got shape {Xh.shape}")
+    a = Xh.astype(W0.dtype, copy=False)
+    rows = []
+    with np.errstate(all="ignore"):
+        for i in range(L):
+            W = _host(net.params[f"layers.{i}.weight"])
+            b = _host(net.params[f"layers.{i}.bias"])
+            z = a @ W + b
+            hidden = i < L - 1
+            a = _act_np(act, z, alpha) if hidden else z
+            a64 = a.astype(np.float64)
+            rows.append(dict(layer=i + 1, kind="hidden" if hidden else "output",
+                             pre_std=float(np.std(z.astype(np.float64))), act_mean=float(a64.mean()),
+                             act_std=float(a64.std()), saturation=_saturation(act, a) if hidden else None,
+                             zero_frac=float(np.mean(a == 0)), w_norm=float(np.linalg.norm(W.astype(np.float64)))))
+    if y is None:
+        y = _labels_for(net, Xh.shape[0])
+    Xd, yd = _to_device(net, X, y)
+    with np.errstate(all="ignore"):
+        try:
+            _, grads = net.loss_and_grad(Xd, yd)
+            norms = [float(np.linalg.norm(_host(grads[f"layers.{i}.weight"]).astype(np.float64))) for i in range(L)]
+        except (FloatingPointError, ArithmeticError, ValueError, RuntimeError) as e:
+            if not _is_divergence(e):
+                raise
+            norms = [float("nan")] * L
+    for r, g in zip(rows, norms):
+        r["grad_norm"] = g
+        r["grad_ratio"] = g / r["w_norm"] if r["w_norm"] > 0 else float("nan")
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# synthetic data
+# ---------------------------------------------------------------------------
+def two_spirals(n: int, key, *, noise: float = 0.08, turns: float = 1.25, dtype="float32"):
+    """Two interleaved spirals in 2-D, ``n`` points, classes alternate (y = i % 2).
+
+    Point i has t = u_i in [0, 1) (``key / "t"``), radius t, angle 2 pi turns t + pi y, plus
+    N(0, noise^2) jitter (``key / "noise"``); X is scaled to unit std per coordinate."""
+    key = as_key(key)
+    y = np.arange(n, dtype=np.int64) % 2
+    t = np.sqrt(_uniform((n,), key / "t", 0.0, 1.0, dtype="float64", backend="numpy")) * 0.95 + 0.05
+    ang = 2 * np.pi * turns * t + np.pi * y
+    X = np.stack([t * np.cos(ang), t * np.sin(ang)], axis=1)
+    X += _normal((n, 2), key / "noise", 0.0, noise, dtype="float64", backend="numpy")
+    X /= X.std(axis=0)
+    return X.astype(dtype), y
+
+
+def gaussian_blobs(n: int, key, *, n_features: int = 16, n_classes: int = 4, separation: float = 1.0,
+                   dtype="float32"):
+    """``n_classes`` Gaussian clusters in ``n_features`` dims: centers N(0, separation^2) per coordinate
+    (``key / "centers"``), unit-variance noise (``key / "noise"``), y = i % n_classes; X standardized."""
+    key = as_key(key)
+    y = np.arange(n, dtype=np.int64) % n_classes
+    C = _normal((n_classes, n_features), key / "centers", 0.0, separation, dtype="float64", backend="numpy")
+    X = C[y] + _normal((n, n_features), key / "noise", dtype="float64", backend="numpy")
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return X.astype(dtype), y
+
+
+def teacher_task(n: int, key, *, n_features: int = 16, n_classes: int = 4, width: int = 32, depth: int = 2,
+                 dtype="float32"):
+    """Labels from a random teacher: X ~ N(0, 1) (``key / "x"``); a tanh MLP n_features -> width x depth
+    -> n_classes with N(0, 1/fan_in) weights (``key / "teacher.{i}"``); y = argmax of its output."""
+    key = as_key(key)
+    X = _normal((n, n_features), key / "x", dtype="float64", backend="numpy")
+    h, sizes = X, [n_features] + [width] * depth + [n_classes]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        h = h @ _normal((a, b), key / f"teacher.{i}", 0.0, 1 / math.sqrt(a), dtype="float64", backend="numpy")
+        if i < len(sizes) - 2:
+            h = np.tanh(h)
+    return X.astype(dtype), h.argmax(axis=1).astype(np.int64)
+
+
+_DATA = {"spirals": two_spirals, "blobs": gaussian_blobs, "teacher": teacher_task}
+
+
+def make_data(name: str, n: int, key, **kw):
+    """``two_spirals`` / ``gaussian_blobs`` / ``teacher_task`` by name ("spirals", "blobs", "teacher")."""
+    if name not in _DATA:
+        raise ValueError(f"data must be one of {sorted(_DATA)}, got {name!r}")
+    return _DATA[name](n, key, **kw)
+
+
+# ---------------------------------------------------------------------------
+# nets and weight schemes
+# ---------------------------------------------------------------------------
+SCHEMES = {"zeros": "all weights 0", "constant(c)": "all weights c", "normal(s)": "N(0, s^2), s fixed",
+           "xavier": "xavier_normal: N(0, 2/(fan_in+fan_out))", "he": "he_normal: N(0, 2/fan_in)"}
+_NAMED = {"xavier": "xavier_normal", "glorot": "xavier_normal", "he": "he_normal", "kaiming": "he_normal"}
+
+
+def _scheme_fn(scheme: str):
+    """(shape, key, out) -> fills out with the scheme's weights."""
+    from . import init as I
+    s = scheme.strip()
+    m = re.fullmatch(r"(constant|normal)\(\s*([-+0-9.eE]+)\s*\)", s)
+    if s == "zeros":
+        return lambda shape, key, out: I.zeros(shape, dtype=out.dtype.name, out=out)
+    if m and m.group(1) == "constant":
+        v = float(m.group(2))
+        return lambda shape, key, out: I.constant(shape, value=v, dtype=out.dtype.name, out=out)
+    if m:
+        std = float(m.group(2))
+        return lambda shape, key, out: _normal(shape, key, 0.0, std, dtype=out.dtype.name, out=out)
+    name = _NAMED.get(s, s)
+    fn = getattr(I, name, None)
+    if not callable(fn) or name.startswith("_") or name in ("init_params", "calculate_gain", "fan_in_fan_out",
+                                                            "register_initializer", "variance_scaling_params"):
+        raise ValueError(f"unknown weight scheme {scheme!r}: use zeros, constant(c), normal(std), xavier, he "
+                         "or an initializer name such as lecun_normal")
+    return lambda shape, key, out: fn(shape, key, dtype=out.dtype.name, out=out)
+
+
+def init_weights(net, scheme: str, key) -> None:
+    """Overwrite every weight of ``net`` in place with ``scheme`` (from ``key / "layers.{i}.weight"``)
+    and every bias with 0. Works on CPU and GPU parameter buffers (``out=`` into the views)."""
+    key = as_key(key)
+    fn = _scheme_fn(scheme)
+    from . import init as I
+    for i in range(_n_layers(net)):
+        w = net.params[f"layers.{i}.weight"]
+        fn(tuple(w.shape), key / f"layers.{i}.weight", w)
+        b = net.params[f"layers.{i}.bias"]
+        I.zeros(tuple(b.shape), dtype=b.dtype.name, out=b)
+    if hasattr(net, "exact_symmetry"):  # exact GEMMs keep a constant init's neurons bitwise equal
+        net.exact_symmetry = _is_constant_scheme(scheme)
+    if hasattr(net, "reset_optimizer"):
+        net.reset_optimizer()
+
+
+def _is_constant_scheme(scheme) -> bool:
+    return isinstance(scheme, str) and (scheme in ("zeros", "ones") or scheme.startswith("constant"))
+
+
+def _make_net(sizes, activation, scheme, key, *, lr, optimizer, dtype="float32", backend=None, device=None):
+    from .mlp import MLP
+    net = MLP(list(sizes), activation=activation, init="zeros", key=key, dtype=dtype, optimizer=optimizer,
+              lr=lr if lr > 0 else 1.0, backend=backend, device=device)
+    init_weights(net, scheme, as_key(key) / "init")
+    return net
+
+
+def _to_device(net, X, y):
+    """X, y as the arrays ``net`` computes on (CuPy when its parameters are CuPy arrays)."""
+    p = net.params["layers.0.weight"]
+    if isinstance(p, np.ndarray):
+        return _host(X), _host(y)
+    xp = _xp_of(p)
+    return xp.asarray(X), xp.asarray(y)
+
+
+def _is_divergence(e: BaseException) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    return isinstance(e, (FloatingPointError, ArithmeticError)) or any(
+        w in text for w in ("diverg", "nan", "inf", "overflow", "finite"))
+
+
+def _xent_acc(net, X, y) -> tuple[float, float]:
+    """Mean softmax cross-entropy and accuracy of ``net`` on (X, y), in float64 on the host."""
+    with np.errstate(all="ignore"):
+        logits = _host(net.forward(X)).astype(np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(logits - m).sum(axis=1)) + m[:, 0]
+        yh = _host(y)
+        loss = float(np.mean(lse - logits[np.arange(len(yh)), yh]))
+        acc = float(np.mean(logits.argmax(axis=1) == yh)) if np.isfinite(logits).all() else float("nan")
+    return loss, acc
+
+
+def _train(net, X, y, *, steps, batch, key):
+    """Minibatch steps over a fixed permutation of the data (from ``key``), cycling; returns
+    (loss per step, status) where status is "ok" or "diverged" (non-finite loss or the net's
+    divergence error; the curve stops there)."""
+    n = X.shape[0]
+    order = np.argsort(_uniform((n,), as_key(key) / "order", dtype="float64", backend="numpy"), kind="stable")
+    batch = min(batch, n)
+    Xd, yd = _to_device(net, X, y)
+    curve = []
+    pos = 0
+    for _ in range(steps):
+        if pos + batch > n:
+            pos = 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        if batch == n:
+            xb, yb = Xd, yd
+        else:
+            ii = idx if isinstance(Xd, np.ndarray) else _xp_of(Xd).asarray(idx)
+            xb, yb = Xd[ii], yd[ii]
+        try:
+            loss = float(net.step(xb, yb))
+        except (FloatingPointError, ArithmeticError, ValueError, RuntimeError) as e:
+            if not _is_divergence(e):
+                raise
+            return curve, "diverged"
+        if not math.isfinite(loss):
+            return curve, "diverged"
+        curve.append(loss)
+    return curve, "ok"
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+@dataclass
+class Result:
+    """What an experiment returns: ``rows`` (a tidy table: one dict per row, same keys),
+    ``curves`` ({label: list of per-step losses}), ``config`` (every setting used) and ``seconds``."""
+    name: str
+    rows: list
+    config: dict
+    curves: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def table(self, columns=None) -> str:
+        return format_table(self.rows, columns)
+
+    def to_pandas(self):                                        # pragma: no cover - optional
+        import pandas as pd
+        return pd.DataFrame(self.rows)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if not math.isfinite(v):
+            return str(v)
+        if v == 0:
+            return "0"
+        if 1e-3 <= abs(v) < 1e5:
+            return f"{v:.4g}" if abs(v) >= 1 else f"{v:.3f}"
+        return f"{v:.2e}"
+    if isinstance(v, (tuple, list)):
+        return " ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def format_table(rows, columns=None) -> str:
+    """A plain-text table of ``rows`` (list of dicts); ``columns`` picks and orders the keys."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) if j else v.ljust(w) for j, (v, w) in enumerate(zip(vals, widths)))
+    out = [line(columns), line(["-" * w for w in widths])]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# experiment 1: symmetry
+# ---------------------------------------------------------------------------
+def symmetry_experiment(*, sizes=(2, 32, 32, 2), activation="tanh",
+                        schemes=("zeros", "constant(0.5)", "xavier", "he"), data="spirals", n=512,
+                        steps=600, batch=512, lr=0.1, optimizer="momentum", key=0, tol=1e-5, dtype="float64",
+                        backend=None, device=None) -> Result:
+    """The same net and data trained from each weight scheme (biases 0 everywhere).
+
+    Every scheme starts from the net built with ``key`` and has its weights written by
+    ``init_weights(net, scheme, key / "init")``; data = ``make_data(data, n, key / "data")``;
+    ``steps`` minibatch steps of ``batch`` rows (the full batch by default) in a fixed order.
+    float64 by default, so that only the init can break a tie: GEMMs that round edge columns
+    differently (BLAS sgemm does) would give identical neurons ~1e-7 relative differences, which
+    training amplifies (the symmetric state is unstable). The CPU backends keep identical
+    columns bit-identical in float32 too.
+    Rows: ``scheme``, ``distinct_before`` / ``distinct_after`` (distinct neurons per hidden layer,
+    tuples), ``width``, ``loss_init``, ``loss_final``, ``accuracy`` (on the training data), ``status``.
+    """
+    t0 = time.perf_counter()
+    key = as_key(key)
+    X, y = make_data(data, n, key / "data")
+    if sizes[0] != X.shape[1] or sizes[-1] < int(y.max()) + 1:
+        raise ValueError(f"sizes {tuple(sizes)} do not fit the {data!r} data ({X.shape[1]} inputs, "
+                         f"{int(y.max()) + 1} classes)")
+    rows, curves = [], {}
+    for scheme in schemes:
+        net = _make_net(sizes, activation, scheme, key / "net", lr=lr, optimizer=optimizer, dtype=dtype,
+                        backend=backend, device=device)
+        Xd, yd = _to_device(net, X, y)
+        before = [r["distinct"] for r in symmetry_report(net, tol) if r["kind"] == "hidden"]
+        loss0, _ = _xent_acc(net, Xd, yd)
+        curve, status = _train(net, X, y, steps=steps, batch=batch, key=key / "order")
+        loss1, acc = _xent_acc(net, Xd, yd)
+        try:
+            after = [r["distinct"] for r in symmetry_report(net, tol) if r["kind"] == "hidden"]
+        except ValueError:                                       # non-finite weights
+            after = [None] * len(before)
+        rows.append(dict(scheme=scheme, width=tuple(sizes[1:-1]), distinct_before=tuple(before),
+                         distinct_after=tuple(after), loss_init=loss0, loss_final=loss1, accuracy=acc,
+                         status=status))
+        curves[scheme] = curve
+    config = dict(sizes=tuple(sizes), activation=activation, schemes=tuple(schemes), data=data, n=n, steps=steps,
+                  batch=batch, lr=lr, optimizer=optimizer, key=key.seed,
+                  tol=tol, dtype=dtype, backend=backend, device=device)
+    return Result("symmetry", rows, config, curves, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------
+# experiment 2: depth
+# ---------------------------------------------------------------------------
+DEPTH_SCHEMES = ("normal(1)", "normal(0.01)", "xavier", "he")
+
+
+def _deep_sizes(depth, width, n_in, n_out):
+    """``depth`` weight layers: n_in -> width x (depth - 1) -> n_out."""
+    if depth < 2:
+        raise ValueError(f"depth must be >= 2 weight layers, got {depth}")
+    return [n_in] + [width] * (depth - 1) + [n_out]
+
+
+def depth_signal(*, depth=30, width=64, activations=("relu", "tanh"), schemes=DEPTH_SCHEMES, n_in=16,
+                 n_out=4, batch=256, key=0, dtype="float32", backend=None, device=None) -> Result:
+    """Signal propagation at init of a ``depth``-layer net (n_in -> width x (depth-1) -> n_out) on a
+    batch of ``gaussian_blobs(batch, key / "data")`` for every (activation, scheme).
+    Rows (tidy, one per layer): ``activation``, ``scheme`` and the ``signal_propagation`` fields."""
+    t0 = time.perf_counter()
+    key = as_key(key)
+    sizes = _deep_sizes(depth, width, n_in, n_out)
+    X, y = gaussian_blobs(batch, key / "data", n_features=n_in, n_classes=n_out)
+    rows = []
+    for act in activations:
+        for scheme in schemes:
+            net = _make_net(sizes, act, scheme, key / "net", lr=0.0, optimizer="sgd", dtype=dtype,
+                            backend=backend, device=device)
+            for r in signal_propagation(net, X, y):
+                rows.append(dict(activation=act, scheme=scheme, **r))
+    config = dict(depth=depth, width=width, sizes=tuple(sizes), activations=tuple(activations),
+                  schemes=tuple(schemes), batch=batch, key=key.seed, dtype=dtype, backend=backend, device=device)
+    return Result("depth_signal", rows, config, {}, time.perf_counter() - t0)
+
+
+def depth_training(*, depth=30, width=64, activations=("relu", "tanh"), schemes=DEPTH_SCHEMES, n_in=16,
+                   n_out=4, n=1024, steps=300, batch=128, lr=0.01, optimizer="momentum", data="teacher",
+                   data_kw=None, runs=None, key=0, dtype="float32", backend=None, device=None) -> Result:
+    """Short training runs of the deep nets: every (activation, scheme) trains on the same data
+    (``make_data(data, n, key / "data")``, n_in features, n_out classes), same order, same
+    optimizer. Rows: ``activation``, ``scheme``, ``loss_init``, ``loss_final``, ``accuracy``,
+    ``chance`` (largest class share), ``trains`` (accuracy >= chance + (1 - chance) / 2, finite), ``status``.
+    ``runs``: an explicit list of (activation, scheme) pairs instead of every combination."""
+    t0 = time.perf_counter()
+    key = as_key(key)
+    sizes = _deep_sizes(depth, width, n_in, n_out)
+    kw = {} if data == "spirals" else dict(n_features=n_in, n_classes=n_out)
+    kw.update(data_kw or {})
+    X, y = make_data(data, n, key / "data", **kw)
+    chance = float(np.bincount(y).max() / len(y))
+    rows, curves = [], {}
+    runs = [tuple(r) for r in runs] if runs is not None else [(a, s) for a in activations for s in schemes]
+    for act, scheme in runs:
+        net = _make_net(sizes, act, scheme, key / "net", lr=lr, optimizer=optimizer, dtype=dtype,
+                        backend=backend, device=device)
+        Xd, yd = _to_device(net, X, y)
+        loss0, _ = _xent_acc(net, Xd, yd)
+        curve, status = _train(net, X, y, steps=steps, batch=batch, key=key / "order")
+        loss1, acc = _xent_acc(net, Xd, yd) if status == "ok" else (float("nan"), float("nan"))
+        trains = status == "ok" and math.isfinite(acc) and acc >= chance + (1 - chance) / 2
+        rows.append(dict(activation=act, scheme=scheme, loss_init=loss0, loss_final=loss1, accuracy=acc,
+                         chance=chance, trains=trains, status=status))
+        curves[f"{act} {scheme}"] = curve
+    config = dict(depth=depth, width=width, sizes=tuple(sizes), runs=tuple(runs), data=data, n=n, steps=steps,
+                  batch=batch, lr=lr, optimizer=optimizer, key=key.seed, dtype=dtype, backend=backend, device=device)
+    return Result("depth_training", rows, config, curves, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------
+# the demo's defaults and plots
+# ---------------------------------------------------------------------------
+_DEMO_RUNS = tuple(("relu", s) for s in DEPTH_SCHEMES) + (("tanh", "xavier"), ("tanh", "he"))
+
+
+def demo_settings(quick: bool = False) -> dict:
+    """The settings ``symbreak-fast demo`` runs (``quick``: tiny sizes for tests, seconds)."""
+    if quick:
+        return dict(symmetry=dict(sizes=(2, 8, 8, 2), n=128, steps=60, batch=128, lr=0.1),
+                    signal=dict(depth=30, width=16, batch=64),
+                    training=dict(depth=30, width=16, n=128, steps=20, batch=64, runs=_DEMO_RUNS))
+    return dict(symmetry=dict(sizes=(2, 32, 32, 2), n=512, steps=600, batch=512, lr=0.1),
+                signal=dict(depth=30, width=64, batch=256),
+                training=dict(depth=30, width=64, n=1024, steps=300, batch=128, lr=0.01, runs=_DEMO_RUNS))
+
+
+def pivot(rows, index, columns, value, keep=None) -> list[dict]:
+    """Wide table from tidy ``rows``: one dict per ``index`` value (in first-seen order, filtered by
+    ``keep``) with one key per ``columns`` value holding ``value``."""
+    out = {}
+    for r in rows:
+        k = r[index]
+        if keep is not None and k not in keep:
+            continue
+        out.setdefault(k, {index: k})[str(r[columns])] = r[value]
+    return list(out.values())
+
+
+def write_plots(sym: Result, sig: Result, train: Result, out_dir) -> list[str]:
+    """PNG plots of the three results into ``out_dir`` (created); returns the paths written.
+    Needs matplotlib (``pip install "symbreak-fast[plot]"``); ImportError otherwise."""
+    import os
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+
+    acts = list(dict.fromkeys(r["activation"] for r in sig.rows))
+    for what, fname, ylabel in (("act_std", "depth_activation_std.png", "activation std"),
+                                ("grad_norm", "depth_grad_norm.png", "||dLoss/dW|| at init")):
+        fig, axes = plt.subplots(1, len(acts), figsize=(5.5 * len(acts), 4.2), squeeze=False)
+        for ax, act in zip(axes[0], acts):
+            for scheme in dict.fromkeys(r["scheme"] for r in sig.rows):
+                rs = [r for r in sig.rows if r["activation"] == act and r["scheme"] == scheme]
+                v = np.array([r[what] for r in rs], dtype=np.float64)
+                v = np.where(np.isfinite(v) & (v > 0), v, np.nan)
+                ax.semilogy([r["layer"] for r in rs], v, marker=".", label=scheme)
+            ax.set_title(f"{act}, {sig.config['depth']} layers x {sig.config['width']}, at init")
+            ax.set_xlabel("layer")
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = os.path.join(out_dir, fname)
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    schemes = [r["scheme"] for r in sym.rows]
+    n_hidden = len(sym.rows[0]["distinct_before"])
+    xs = np.arange(len(schemes))
+    w = 0.8 / (2 * n_hidden)
+    for h in range(n_hidden):
+        for j, (when, hatch) in enumerate((("before", ""), ("after", "//"))):
+            vals = [r[f"distinct_{when}"][h] or 0 for r in sym.rows]
+            ax.bar(xs + (2 * h + j - n_hidden + 0.5) * w, vals, w, hatch=hatch, color=f"C{h}",
+                   edgecolor="black", label=f"hidden layer {h + 1}, {when} training")
+    ax.set_xticks(xs, schemes)
+    ax.set_ylabel("distinct neurons")
+    ax.set_yscale("log", base=2)
+    ax.set_title(f"distinct neurons, net {list(sym.config['sizes'])}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = os.path.join(out_dir, "symmetry_distinct_neurons.png")
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, res, title in ((axes[0], sym, f"symmetry: net {list(sym.config['sizes'])}"),
+                           (axes[1], train, f"depth: {train.config['depth']} layers x {train.config['width']}")):
+        for label, curve in res.curves.items():
+            if curve:
+                ax.semilogy(np.arange(1, len(curve) + 1), curve, label=label, lw=1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (batch)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    p = os.path.join(out_dir, "loss_curves.png")
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+    return paths
