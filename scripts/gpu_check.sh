@@ -115,7 +115,7 @@ EOF
         return 3
     fi
 
-    step "GPU tests" 180 "$PY" -m pytest tests/test_gpu.py -m gpu -q -rfEs --durations=15 || overall=1
+    step "GPU tests" 180 "$PY" -m pytest tests/test_gpu.py tests/test_mlp_gpu.py -m gpu -q -rfEs --durations=15 || overall=1
     step "CPU bit-identity subset" 45 "$PY" -m pytest tests/test_backends.py tests/test_golden.py \
         tests/test_spec_kat.py -q -rfE || overall=1
     step "GPU bench" 75 "$PY" -m symbreak_fast.cli bench --device cuda --json "$OUT_DIR/gpu_bench.json" || overall=1
