@@ -28,19 +28,20 @@ def compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
-def build(build_dir: Path) -> Path:
-    """Compile the emulation library into ``build_dir`` (reused while the sources are unchanged)."""
+def build(build_dir: Path, main: str = "emulate_host.cpp", sources=SOURCES, stem: str = "libsbf_emulate") -> Path:
+    """Compile ``kernels/<main>`` into a shared library in ``build_dir`` (reused while ``sources``
+    are unchanged)."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (install g++) - the host emulation needs one")
     h = hashlib.sha256(" ".join(CXXFLAGS).encode())
-    for name in SOURCES:
+    for name in sources:
         h.update((KDIR / name).read_bytes())
-    lib = build_dir / f"libsbf_emulate_{h.hexdigest()[:16]}.so"
+    lib = build_dir / f"{stem}_{h.hexdigest()[:16]}.so"
     if not lib.exists():
         build_dir.mkdir(parents=True, exist_ok=True)
         tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [cxx, *CXXFLAGS, "-I", str(KDIR), str(KDIR / "emulate_host.cpp"), "-o", str(tmp)]
+        cmd = [cxx, *CXXFLAGS, "-I", str(KDIR), str(KDIR / main), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise RuntimeError(f"host build failed:\n{' '.join(cmd)}\n{res.stderr}")

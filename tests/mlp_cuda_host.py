@@ -13,13 +13,10 @@ element type, an int64 parameter an ``np.int64``, a double an ``np.float64``.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import subprocess
 from pathlib import Path
 
+import cuda_host
 import numpy as np
-from cuda_host import CXXFLAGS, compiler
 
 from symbreak_fast.backends import cuda_cupy
 
@@ -31,22 +28,7 @@ _SCALAR = {"int64": np.int64, "double": np.float64}
 
 def build(build_dir: Path) -> Path:
     """Compile the MLP emulation library into ``build_dir`` (reused while the sources are unchanged)."""
-    cxx = compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found (install g++) - the host emulation needs one")
-    h = hashlib.sha256(" ".join(CXXFLAGS).encode())
-    for name in SOURCES:
-        h.update((KDIR / name).read_bytes())
-    lib = build_dir / f"libsbf_mlp_emulate_{h.hexdigest()[:16]}.so"
-    if not lib.exists():
-        build_dir.mkdir(parents=True, exist_ok=True)
-        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [cxx, *CXXFLAGS, "-I", str(KDIR), str(KDIR / "emulate_mlp_host.cpp"), "-o", str(tmp)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if res.returncode:
-            raise RuntimeError(f"host build failed:\n{' '.join(cmd)}\n{res.stderr}")
-        os.replace(tmp, lib)
-    return lib
+    return cuda_host.build(build_dir, "emulate_mlp_host.cpp", SOURCES, "libsbf_mlp_emulate")
 
 
 class MlpEmulator:

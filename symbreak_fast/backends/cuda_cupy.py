@@ -81,9 +81,9 @@ def kernel_dir() -> Path:
                             f"{here.parent / 'kernels'}; reinstall symbreak-fast")
 
 
-def kernel_source() -> str:
-    """sbf_fill.cu with its local ``#include "..."`` files inlined (recursively, once each), so the
-    source handed to NVRTC (and CuPy's kernel-cache key) covers every line that is compiled."""
+def expand_source(filename: str) -> str:
+    """``kernels/<filename>`` with its local ``#include "..."`` files inlined (recursively, once
+    each), so the source handed to NVRTC (and the cache key) covers every line that is compiled."""
     d = kernel_dir()
     seen: set[str] = set()
 
@@ -94,13 +94,18 @@ def kernel_source() -> str:
         lines = []
         for line in (d / name).read_text().splitlines():
             s = line.strip()
-            if s.startswith('#include "') and s.endswith('"'):
-                lines.append(expand(s[len('#include "'):-1]))
+            if s.startswith('#include "') and '"' in s[len('#include "'):]:
+                lines.append(expand(s[len('#include "'):].split('"')[0]))
             else:
                 lines.append(line)
         return "\n".join(lines)
 
-    return expand(KERNEL_FILE)
+    return expand(filename)
+
+
+def kernel_source() -> str:
+    """sbf_fill.cu with its local includes inlined."""
+    return expand_source(KERNEL_FILE)
 
 
 def kernel_name(req: Request) -> str:
@@ -125,16 +130,22 @@ def compile_kernels(arch: str, target: str = "cubin", options: tuple[str, ...] =
     We call NVRTC ourselves instead of letting ``cupy.RawModule(code=...)`` compile, because
     CuPy appends ``-ftz=true`` to every RawModule/RawKernel compile (flushing float32 subnormals,
     which the contract keeps: a tiny std gives subnormal outputs). Needs no GPU or driver."""
+    return nvrtc_compile(kernel_source(), KERNEL_FILE, arch, target, options)
+
+
+def nvrtc_compile(source: str, filename: str, arch: str, target: str, options: tuple[str, ...]) -> bytes:
+    """NVRTC ``source`` to a cubin for ``sm_<arch>`` or PTX for ``compute_<arch>``, with exactly
+    ``options`` (nothing added). Needs no GPU or driver."""
     from cupy_backends.cuda.libs import nvrtc
     if target not in ("cubin", "ptx"):
         raise ValueError(f"target must be 'cubin' or 'ptx', got {target!r}")
     arch_opt = f"-arch=sm_{arch}" if target == "cubin" else f"-arch=compute_{arch}"
-    prog = nvrtc.createProgram(kernel_source(), KERNEL_FILE, [], [])
+    prog = nvrtc.createProgram(source, filename, [], [])
     try:
         try:
             nvrtc.compileProgram(prog, [arch_opt, *options])
         except Exception as e:
-            raise RuntimeError(f"NVRTC failed to compile {KERNEL_FILE} for sm_{arch} with {options}: {e}\n"
+            raise RuntimeError(f"NVRTC failed to compile {filename} for sm_{arch} with {options}: {e}\n"
                                f"{nvrtc.getProgramLog(prog)}") from e
         return nvrtc.getCUBIN(prog) if target == "cubin" else nvrtc.getPTX(prog)
     finally:
@@ -154,20 +165,26 @@ def _cache_dir() -> Path:
 
 
 def _binary_path(arch: str, options: tuple[str, ...]) -> Path:
-    """The compiled module for ``arch``: compiled once, then reused from a file named by the hash
-    of (source, options, arch, NVRTC version), so any change of those recompiles."""
+    """The compiled sbf_fill.cu for ``arch`` (see ``cached_binary``)."""
+    return cached_binary("sbf_fill", kernel_source(), arch, options,
+                         lambda: compile_kernels(arch, "cubin", options))
+
+
+def cached_binary(stem: str, source: str, arch: str, options: tuple[str, ...], compile_cubin) -> Path:
+    """A cubin compiled once, then reused from a file named by the hash of (source, options,
+    arch, NVRTC version), so any change of those recompiles; ``compile_cubin()`` makes it."""
     import hashlib
     import os
     import tempfile
-    h = hashlib.sha256(repr((kernel_source(), options, arch, _nvrtc_version())).encode()).hexdigest()[:24]
+    h = hashlib.sha256(repr((source, options, arch, _nvrtc_version())).encode()).hexdigest()[:24]
     for d in (_cache_dir(), Path(tempfile.gettempdir()) / f"symbreak_fast-{os.getuid()}"):
-        path = d / f"sbf_fill_sm{arch}_{h}.cubin"
+        path = d / f"{stem}_sm{arch}_{h}.cubin"
         if path.is_file():
             return path
         try:
             d.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(compile_kernels(arch, "cubin", options))
+            tmp.write_bytes(compile_cubin())
             os.replace(tmp, path)      # atomic: concurrent processes never read half a file
             return path
         except OSError:

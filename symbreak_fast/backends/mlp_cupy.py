@@ -62,64 +62,19 @@ def __getattr__(name):
 # ---------------------------------------------------------------------------
 def kernel_source() -> str:
     """sbf_mlp.cu with its local includes inlined (only emulate_grid.h, in the host-only branch)."""
-    d = cuda_cupy.kernel_dir()
-    seen: set[str] = set()
-
-    def expand(name: str) -> str:
-        if name in seen:
-            return ""
-        seen.add(name)
-        out = []
-        for line in (d / name).read_text().splitlines():
-            s = line.strip()
-            if s.startswith('#include "') and '"' in s[len('#include "'):]:
-                out.append(expand(s[len('#include "'):].split('"')[0]))
-            else:
-                out.append(line)
-        return "\n".join(out)
-
-    return expand(KERNEL_FILE)
+    return cuda_cupy.expand_source(KERNEL_FILE)
 
 
 def compile_mlp_kernels(arch: str, target: str = "cubin", options: tuple[str, ...] = NVRTC_OPTIONS) -> bytes:
     """Compile ``sbf_mlp.cu`` with NVRTC for ``sm_<arch>`` ("cubin") or ``compute_<arch>`` ("ptx").
     Needs no GPU or driver."""
-    from cupy_backends.cuda.libs import nvrtc
-    if target not in ("cubin", "ptx"):
-        raise ValueError(f"target must be 'cubin' or 'ptx', got {target!r}")
-    arch_opt = f"-arch=sm_{arch}" if target == "cubin" else f"-arch=compute_{arch}"
-    prog = nvrtc.createProgram(kernel_source(), KERNEL_FILE, [], [])
-    try:
-        try:
-            nvrtc.compileProgram(prog, [arch_opt, *options])
-        except Exception as e:
-            raise RuntimeError(f"NVRTC failed to compile {KERNEL_FILE} for sm_{arch} with {options}: {e}\n"
-                               f"{nvrtc.getProgramLog(prog)}") from e
-        return nvrtc.getCUBIN(prog) if target == "cubin" else nvrtc.getPTX(prog)
-    finally:
-        nvrtc.destroyProgram(prog)
+    return cuda_cupy.nvrtc_compile(kernel_source(), KERNEL_FILE, arch, target, options)
 
 
 def _binary_path(arch: str, options: tuple[str, ...]) -> Path:
-    """The cached cubin for ``arch`` (as ``cuda_cupy._binary_path``, for sbf_mlp.cu)."""
-    import hashlib
-    import os
-    import tempfile
-    h = hashlib.sha256(repr((kernel_source(), options, arch, cuda_cupy._nvrtc_version())).encode()).hexdigest()[:24]
-    for d in (cuda_cupy._cache_dir(), Path(tempfile.gettempdir()) / f"symbreak_fast-{os.getuid()}"):
-        path = d / f"sbf_mlp_sm{arch}_{h}.cubin"
-        if path.is_file():
-            return path
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(compile_mlp_kernels(arch, "cubin", options))
-            os.replace(tmp, path)      # atomic: concurrent processes never read half a file
-            return path
-        except OSError:
-            continue
-    raise RuntimeError(f"cannot write the compiled kernels to {cuda_cupy._cache_dir()} or the temp dir; set "
-                       "SYMBREAK_KERNEL_CACHE to a writable directory")
+    """The cached cubin of sbf_mlp.cu for ``arch`` (``cuda_cupy.cached_binary``)."""
+    return cuda_cupy.cached_binary("sbf_mlp", kernel_source(), arch, options,
+                                   lambda: compile_mlp_kernels(arch, "cubin", options))
 
 
 def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS):
