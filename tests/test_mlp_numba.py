@@ -215,3 +215,32 @@ def test_constant_init_keeps_hidden_neurons_identical(path):
 def test_use_fused():
     assert M.use_fused([64, 64, 64, 1], 128)
     assert not M.use_fused([784, 1024, 1024, 10], 256)
+
+
+def test_threads_training_same_shape_nets_match_serial():
+    """Scratch buffers are per thread: two threads stepping same-shape nets at once (fused narrow
+    path and op-by-op path) give exactly the serial results."""
+    import threading
+
+    from symbreak_fast.mlp import MLP
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((512, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 512).astype(np.int64)
+    n = 4
+
+    def run(sizes, key):
+        net = MLP(sizes, key=key, backend="numba", lr=0.05)
+        for _ in range(60):
+            net.step(X, y)
+        return net.flat_params.copy()
+
+    for sizes in ([12, 40, 3], [12, 140, 3]):        # fused (<= 128) and op-by-op widths
+        serial = [run(sizes, k) for k in range(1, n + 1)]
+        got = [None] * n
+        ts = [threading.Thread(target=lambda i=i: got.__setitem__(i, run(sizes, i + 1))) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for a, b in zip(got, serial):
+            assert np.array_equal(a, b)

@@ -34,6 +34,7 @@ it is the faster choice (measured: benchmarks/test_mlp.py).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -247,7 +248,17 @@ def _act_bwd_blocks(g, z, a, code, alpha, c, part, nblk):
             _bwd_row(g, z, a, i, code, alpha, c, acc)
 
 
-_PART = {}
+# Scratch buffers are cached per thread (threading.local): two threads training nets of the
+# same shape at once must not share them.
+_TLS = threading.local()
+
+
+def _scratch(name: str) -> dict:
+    d = getattr(_TLS, name, None)
+    if d is None:
+        d = {}
+        setattr(_TLS, name, d)
+    return d
 
 
 def _row_blocks(B, n):
@@ -262,9 +273,10 @@ def act_backward_bias_grad(g, z, a, act, alpha, db):
     B, n = g.shape
     nblk = _row_blocks(B, n)
     key = (nblk, n, g.dtype)
-    part = _PART.get(key)
+    cache = _scratch("part")
+    part = cache.get(key)
     if part is None:
-        part = _PART[key] = np.empty((nblk, n), g.dtype)
+        part = cache[key] = np.empty((nblk, n), g.dtype)
     _act_bwd_db(g, z, a, code, g.dtype.type(alpha), _CST[g.dtype], db, part, nblk)
     return g
 
@@ -548,20 +560,18 @@ def _row_block(M, N):
     return ib
 
 
-_BT = {}
-
-
 def matmul(a, b, out):
     """out = a @ b with every column computed alike (a / b may be transposed views).
 
     A b that is not C-contiguous (W.T) is copied into a reused buffer first."""
     if not b.flags.c_contiguous:
         key = (b.shape, b.dtype)
-        buf = _BT.get(key)
+        cache = _scratch("bt")
+        buf = cache.get(key)
         if buf is None:
-            if len(_BT) > 32:
-                _BT.clear()
-            buf = _BT[key] = np.empty(b.shape, b.dtype)
+            if len(cache) > 32:
+                cache.clear()
+            buf = cache[key] = np.empty(b.shape, b.dtype)
         np.copyto(buf, b)
         b = buf
     if a.shape[0] * a.shape[1] * b.shape[1] < GEMM_PAR_MIN:
@@ -840,15 +850,13 @@ def use_fused(sizes, batch=None):
     return max(sizes) <= FUSED_MAX_WIDTH
 
 
-_WS = {}
-
-
 def _workspace(B, sizes, dtype, P):
     key = (B, tuple(sizes), np.dtype(dtype), P)
-    ws = _WS.get(key)
+    cache = _scratch("ws")
+    ws = cache.get(key)
     if ws is None:
-        if len(_WS) > 16:
-            _WS.clear()
+        if len(cache) > 16:
+            cache.clear()
         ntiles = -(-B // TILE_ROWS)
         nch = max(1, min(FUSED_CHUNKS, ntiles))
         L = len(sizes) - 1
@@ -859,7 +867,7 @@ def _workspace(B, sizes, dtype, P):
             G0=np.zeros((nch, TILE_ROWS * mw), dtype), G1=np.zeros((nch, TILE_ROWS * mw), dtype),
             closs=np.zeros(nch, np.float64), sizes=np.array(sizes, np.int64),
         )
-        _WS[key] = ws
+        cache[key] = ws
     return ws
 
 
