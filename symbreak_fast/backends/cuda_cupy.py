@@ -199,15 +199,19 @@ def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS):
     k = (device_id, options)
     mod = _MODULES.get(k)
     if mod is None:
-        import cupy
-        dev = cupy.cuda.Device(device_id)
-        with dev:
-            arch = str(dev.compute_capability)
-            mod = cupy.RawModule(path=str(_binary_path(arch, options)))
-            for name in KERNEL_NAMES:      # load every kernel now, on this device
-                mod.get_function(name)
+        mod, _ = load_cubin(device_id, lambda arch: _binary_path(arch, options), KERNEL_NAMES)
         _MODULES[k] = mod
     return mod
+
+
+def load_cubin(device_id: int, binary_path, names) -> tuple:
+    """(``cupy.RawModule``, {name: function}) of the cubin ``binary_path(arch)`` for the device's
+    architecture, every kernel of ``names`` loaded now, on that device."""
+    import cupy
+    dev = cupy.cuda.Device(device_id)
+    with dev:
+        mod = cupy.RawModule(path=str(binary_path(str(dev.compute_capability))))
+        return mod, {name: mod.get_function(name) for name in names}
 
 
 def _sm_count(device_id: int) -> int:

@@ -83,11 +83,8 @@ def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS):
     mod = _MODULES.get(k)
     if mod is None:
         import cupy
-        dev = cupy.cuda.Device(device_id)
-        with dev:
-            arch = str(dev.compute_capability)
-            mod = cupy.RawModule(path=str(_binary_path(arch, options)))
-            fns = {name: mod.get_function(name) for name in KERNEL_NAMES}
+        mod, fns = cuda_cupy.load_cubin(device_id, lambda arch: _binary_path(arch, options), KERNEL_NAMES)
+        with cupy.cuda.Device(device_id):
             unused = cupy.zeros(1, np.float64)    # the `part` argument of unchunked launches
         _MODULES[k] = mod = (mod, fns, unused)
     return mod
