@@ -18,10 +18,11 @@ from numba import njit, prange
 
 from .. import _spec as S
 from .._request import Request, is_bfloat16
+from ._numba_cache import CACHE
 
 NAME = "numba"
 
-_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_JIT = dict(cache=CACHE, error_model="numpy", nogil=True)   # CACHE: see _numba_cache (read-only installs)
 # per-element helpers are inlined at Numba-IR level: LLVM only vectorizes a loop whose
 # body has no calls, and cross-function inlining is not guaranteed otherwise
 _INL = dict(_JIT, inline="always")
