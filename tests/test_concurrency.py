@@ -5,7 +5,7 @@
 - two processes compiling the Numba kernels into the same empty cache at the same time both
   succeed, give the reference bits, and leave a cache a third process loads without compiling;
 - a read-only install (package folder and home not writable) still works: the kernels are
-  cached in a private temporary folder (symbreak_fast/backends/_numba_cache.py);
+  cached in a private temporary folder (symbreak_fast/backends/_numba_env.py);
 - the thread count can change inside a process and between processes on a warm cache.
 """
 import hashlib
@@ -132,6 +132,43 @@ def test_use_backend_is_per_thread():
     for t in ts:
         t.join(60)
     assert seen == {"pinned": pinned_to, "free": auto}
+
+
+WORKQUEUE = r"""
+import threading
+import numpy as np
+import numba
+import symbreak_fast as sbf
+shapes = [(1000, 517), (300001,)]
+gens = [lambda s, be: sbf.normal(s, 3, 0.5, 2.0, backend=be),
+        lambda s, be: sbf.uniform(s, 3, dtype="float64", backend=be),
+        lambda s, be: sbf.truncated_normal(s, 3, dtype="bfloat16", backend=be),
+        lambda s, be: sbf.random_bits(s, 3, backend=be)]
+ref = [[g(s, "numpy") for s in shapes] for g in gens]
+bad = []
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    for _ in range(3):
+        for g, r in zip(gens, ref):
+            for s, want in zip(shapes, r):
+                if not np.array_equal(g(s, "numba").view(np.uint8), want.view(np.uint8)):
+                    bad.append(1)
+ts = [threading.Thread(target=work) for _ in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(numba.threading_layer(), len(bad))
+"""
+
+
+def test_threads_under_the_workqueue_layer():
+    """Numba's fallback threading layer aborts the process on concurrent parallel launches
+    (measured: "Concurrent access has been detected", SIGABRT); the backends serialize
+    launches under it, so 8 threads still finish with the reference bits."""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    r = subprocess.run([sys.executable, "-c", WORKQUEUE], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["workqueue", "0"]
 
 
 # ---------------------------------------------------------------------------
@@ -262,7 +299,7 @@ def test_thread_count_changes_inside_a_process():
 
 def test_private_cache_folder_must_be_ours_and_private(tmp_path, monkeypatch):
     import tempfile
-    from symbreak_fast.backends import _numba_cache as nc
+    from symbreak_fast.backends import _numba_env as nc
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     d = tmp_path / f"symbreak_fast-numba-{os.getuid()}"
     assert nc._private_tmp_dir() == str(d)                  # created ...
@@ -277,7 +314,7 @@ def test_private_cache_folder_must_be_ours_and_private(tmp_path, monkeypatch):
 
 def test_no_usable_cache_folder_compiles_in_memory_with_a_warning(monkeypatch):
     from numba.core import config
-    from symbreak_fast.backends import _numba_cache as nc
+    from symbreak_fast.backends import _numba_env as nc
     monkeypatch.setattr(nc, "_numba_finds_a_folder", lambda py_file: False)
     monkeypatch.setattr(nc, "_private_tmp_dir", lambda: None)
     before = config.CACHE_DIR

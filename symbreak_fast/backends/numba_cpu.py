@@ -18,11 +18,11 @@ from numba import njit, prange
 
 from .. import _spec as S
 from .._request import Request, is_bfloat16
-from ._numba_cache import CACHE
+from ._numba_env import CACHE, parallel_launch
 
 NAME = "numba"
 
-_JIT = dict(cache=CACHE, error_model="numpy", nogil=True)   # CACHE: see _numba_cache (read-only installs)
+_JIT = dict(cache=CACHE, error_model="numpy", nogil=True)   # CACHE: see _numba_env (read-only installs)
 # per-element helpers are inlined at Numba-IR level: LLVM only vectorizes a loop whose
 # body has no calls, and cross-function inlining is not guaranteed otherwise
 _INL = dict(_JIT, inline="always")
@@ -685,9 +685,15 @@ def generate(req: Request, out_flat: np.ndarray) -> None:
     shift, scale, lo, hi, pa, qb, mass = np.array(
         (req.shift, req.scale, req.lo, req.hi, req.pa, req.qb, req.mass), np.float64 if f64 else np.float32)
     if f64:
-        kernel = fill64_serial if serial else fill64
-        kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, shift, scale, lo, hi, pa, qb, mass)
+        args = (out_flat, row_starts, np.int64(row_len), k0, k1, dist, shift, scale, lo, hi, pa, qb, mass)
+        if serial:
+            fill64_serial(*args)
+        else:
+            parallel_launch(fill64, *args)
         return
     kind = 1 if req.dtype == np.float16 else (2 if is_bfloat16(req.dtype) else 0)
-    kernel = fill32_serial if serial else fill32
-    kernel(out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, shift, scale, lo, hi, pa, qb, mass)
+    args = (out_flat, row_starts, np.int64(row_len), k0, k1, dist, kind, shift, scale, lo, hi, pa, qb, mass)
+    if serial:
+        fill32_serial(*args)
+    else:
+        parallel_launch(fill32, *args)

@@ -1,4 +1,8 @@
-"""Where Numba caches our compiled kernels, and what happens when it can't.
+"""Process-wide Numba matters of the backends: where the compiled kernels are cached (and
+what happens when no folder is writable), and parallel launches from several Python threads.
+
+Cache
+-----
 
 The Numba backends compile with ``cache=True``. Numba looks for a writable cache folder in
 this order: ``NUMBA_CACHE_DIR``, the package's own ``__pycache__``, the user cache folder
@@ -19,12 +23,21 @@ a backend would fail.
    (``CACHE`` is False) and a ``RuntimeWarning`` says how to get a cache.
 
 The cache never changes results: compiled code is the same whichever folder holds it.
+
+Threads
+-------
+The kernels release the GIL (``nogil=True``), so Python threads run them at the same time.
+Numba's "omp" and "tbb" threading layers accept parallel launches from several threads;
+its fallback "workqueue" layer (chosen where neither OpenMP nor TBB is found) aborts the
+process on a concurrent launch. ``parallel_launch`` serializes launches under that layer
+only (results never depend on it: every element is a pure function of its index).
 """
 from __future__ import annotations
 
 import os
 import stat
 import tempfile
+import threading
 import warnings
 
 from numba.core import caching, config
@@ -77,3 +90,23 @@ def resolve_cache(py_file: str) -> bool:
 
 
 CACHE = resolve_cache(os.path.join(os.path.dirname(os.path.abspath(__file__)), "numba_cpu.py"))
+
+
+_LAUNCH_LOCK = threading.Lock()
+_SERIALIZE: bool | None = None      # unknown until the first parallel launch has chosen a layer
+
+
+def parallel_launch(kernel, *args):
+    """``kernel(*args)`` for a ``parallel=True`` kernel, serialized under the workqueue layer.
+
+    The first launch holds the lock (Numba picks its threading layer then); afterwards the
+    lock is taken only if that layer is "workqueue"."""
+    global _SERIALIZE
+    if _SERIALIZE is False:
+        return kernel(*args)
+    with _LAUNCH_LOCK:
+        result = kernel(*args)
+        if _SERIALIZE is None:
+            import numba
+            _SERIALIZE = numba.threading_layer() == "workqueue"
+        return result
