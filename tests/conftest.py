@@ -2,8 +2,18 @@ import numpy as np
 import pytest
 
 import symbreak_fast as sbf
+from symbreak_fast import _dispatch
+
+
+def cpu_backends() -> tuple[str, ...]:
+    """The usable backends whose results are NumPy arrays (device "cpu"). The CPU test files
+    compare with numpy ``out=`` arrays and np.ascontiguousarray, so they loop over these; the
+    GPU backend's comparisons with the CPU live in tests/test_gpu.py (marker gpu)."""
+    return tuple(b for b in sbf.available_backends() if _dispatch._REGISTRY[b].device == "cpu")
+
 
 BACKENDS = sbf.available_backends()
+CPU_BACKENDS = cpu_backends()
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 

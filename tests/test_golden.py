@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-import symbreak_fast as sbf
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_golden  # noqa: E402
+from conftest import CPU_BACKENDS  # noqa: E402
 
 GOLDEN = json.loads((ROOT / "tests" / "golden.json").read_text())
 
@@ -23,7 +23,7 @@ def test_golden_table_matches_generator_cases():
     assert sorted(GOLDEN["cases"]) == sorted(f"{n}/{d or 'uint32'}" for n, d, _ in make_golden.cases())
 
 
-@pytest.mark.parametrize("backend", sbf.available_backends())
+@pytest.mark.parametrize("backend", CPU_BACKENDS)  # the GPU: tests/test_gpu.py
 @pytest.mark.parametrize("case", list(make_golden.cases()), ids=lambda c: f"{c[0]}/{c[1] or 'uint32'}")
 def test_golden(backend, case):
     name, dt, f = case
