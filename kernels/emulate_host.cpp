@@ -11,6 +11,14 @@
 #include "sbf_fill.cu"
 
 sbf_dim3 sbf_blockIdx, sbf_threadIdx, sbf_blockDim, sbf_gridDim;
+long long sbf_host_vector_stores = 0;
+
+// The vector-store counter (sbf_fill.cu, sbf_store_vector): read, then reset to 0.
+extern "C" long long sbf_host_take_vector_stores() {
+    long long n = sbf_host_vector_stores;
+    sbf_host_vector_stores = 0;
+    return n;
+}
 
 typedef void (*sbf_kernel_fn)(void*, SBF_PARAMS);
 struct sbf_entry { const char* name; sbf_kernel_fn fn; };

@@ -1,9 +1,13 @@
 // symbreak_fast fill kernels: every public stream, every dtype, whole tensors and index= boxes.
 //
-// Compiled by NVRTC through cupy.RawModule (symbreak_fast/backends/cuda_cupy.py) with
+// symbreak_fast/backends/cuda_cupy.py compiles this file (its local includes inlined) with NVRTC
+// itself, straight to a cubin for the device's sm_XX, with exactly these options
 //   -std=c++17 -fmad=false            (no FMA contraction: each * and + rounds as in the spec)
-// and NVRTC's IEEE defaults (-prec-div=true -prec-sqrt=true -ftz=false). The same file also
-// compiles as host C++ (kernels/emulate_host.cpp), where a sequential loop plays the grid.
+//   -prec-div=true -prec-sqrt=true -ftz=false   (IEEE division / square root, subnormals kept)
+// (cupy.RawModule(code=...) is not used: it adds -ftz=true), caches the cubin on disk under a
+// hash of source, options, arch and NVRTC version, and loads it with cupy.RawModule(path=...)
+// once per device and option set. The same file also compiles as host C++
+// (kernels/emulate_host.cpp), where a sequential loop plays the grid.
 //
 // Work decomposition. The output is a set of rows (docs/RNG.md, "index="): row r starts at global
 // flat index s_r = base + sum_i digit_i(r) * outer_stride[i] (digits of r over outer_size[], C
@@ -13,8 +17,8 @@
 // row starts mid-block). Each thread handles whole blocks (4 words -> 4 float32-family outputs,
 // or 2 float64 outputs) in a grid-stride loop, and stores them with one 16-byte (8-byte for
 // 16-bit dtypes) vector store when the block lies inside the row and the address is aligned;
-// otherwise element by element. Every element is a pure function of (key, global index), so
-// the grid shape, the number of rows and the alignment never change the bits.
+// otherwise element by element (sbf_store_block). Every element is a pure function of (key,
+// global index), so the grid shape, the number of rows and the alignment never change the bits.
 #include "sbf_random.cuh"
 
 #ifdef SBF_DEVICE_CODE
@@ -25,9 +29,8 @@ typedef unsigned long long sbf_uptr;
 #else
 #include "emulate_grid.h"       // blockIdx & co. as host globals; SBF_TID, SBF_NTHREADS
 #define SBF_KERNEL extern "C" void
+typedef unsigned long long sbf_uptr;   // 64-bit hosts only (as the ctypes driver assumes)
 #endif
-
-struct sbf_u16x4 { sbf_u16 v0, v1, v2, v3; };
 
 // Output storage types and conversions from the working precision.
 // KIND: 0 = float32, 1 = float16 bits, 2 = bfloat16 bits, 3 = uint32 bits, 4 = float64
@@ -74,20 +77,47 @@ SBF_FN sbf_item sbf_locate(sbf_i64 item, sbf_i64 per_row, sbf_i64 n_rows, sbf_i6
     return it;
 }
 
-// Store the E values of one block (global elements g0 .. g0+E-1) into the row [s, s+len) whose
-// first element sits at out + o_row. V is the struct of E values, VEC_OK whether a full-block
-// vector store of sizeof(V) bytes may be used at this address.
+// One whole Philox block's outputs with one vector store: 16 bytes for 4 x float32 / uint32 and
+// 2 x float64, 8 bytes for 4 x 16-bit. The caller has checked that the block lies inside its row
+// and that p is aligned to the vector's size. The vector is assembled from the values with
+// make_* (never by reading the local array through another type); writing through a vector
+// pointer is CUDA's own vector-access idiom (device memory has no declared C++ type). The host
+// build copies the same bytes with memcpy and counts the vector stores, so the emulation checks
+// when this path is taken (tests/test_cuda_host.py).
+#ifdef SBF_DEVICE_CODE
+SBF_FN void sbf_store_vector(float* p, const float* v) {
+    __stwb(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));     // st.global.wb.v4.f32
+}
+SBF_FN void sbf_store_vector(sbf_u32* p, const sbf_u32* v) {
+    __stwb(reinterpret_cast<uint4*>(p), make_uint4(v[0], v[1], v[2], v[3]));       // st.global.wb.v4.u32
+}
+SBF_FN void sbf_store_vector(sbf_u16* p, const sbf_u16* v) {
+    __stwb(reinterpret_cast<ushort4*>(p), make_ushort4(v[0], v[1], v[2], v[3]));   // st.global.wb.v4.u16
+}
+SBF_FN void sbf_store_vector(double* p, const double* v) {
+    __stwb(reinterpret_cast<double2*>(p), make_double2(v[0], v[1]));               // st.global.wb.v2.f64
+}
+#else
+template <typename T>
+SBF_FN void sbf_store_vector(T* p, const T* v) {
+    memcpy(p, v, sizeof(T) == 2 ? 8 : 16);
+    ++sbf_host_vector_stores;
+}
+#endif
+
+// Store the E values v of one block (global elements g0 .. g0+E-1) into the row [s, s+len)
+// whose first element sits at out + o_row: one vector store when the whole block is inside the
+// row and its destination is aligned to the vector (sizeof(T) * E bytes), else element by
+// element (row edges, and rows whose start is not congruent to a block start modulo the vector).
 template <typename T, int E>
 SBF_FN void sbf_store_block(T* out, sbf_i64 o_row, sbf_i64 s, sbf_i64 len, sbf_i64 g0, const T* v) {
-    sbf_i64 o = o_row + (g0 - s);           // output position of element g0 (may be < o_row)
+    const sbf_i64 o = o_row + (g0 - s);         // output position of element g0 (may be < o_row)
     if (g0 >= s && g0 + E <= s + len) {
         T* p = out + o;
-#ifdef SBF_DEVICE_CODE
-        if (((sbf_uptr)p % (sizeof(T) * E)) == 0) {
-            if (sizeof(T) * E == 16) { *(uint4*)p = *(const uint4*)v; return; }
-            if (sizeof(T) * E == 8) { *(uint2*)p = *(const uint2*)v; return; }
+        if (((sbf_uptr)p & (sizeof(T) * E - 1)) == 0) {
+            sbf_store_vector(p, v);
+            return;
         }
-#endif
         for (int e = 0; e < E; ++e) p[e] = v[e];
         return;
     }
@@ -114,7 +144,7 @@ SBF_FN void sbf_fill_family32(typename sbf_store<KIND>::T* out, sbf_i64 n_rows, 
         const sbf_i64 g0 = it.b * 4;
         if (g0 >= it.s + row_len) continue;               // past the row's last block
         sbf_words w = philox_block((sbf_u64)it.b, k0, k1);
-        alignas(16) T v[4];
+        T v[4];
         if (DIST == SBF_DIST_BITS) {
             v[0] = (T)w.w0; v[1] = (T)w.w1; v[2] = (T)w.w2; v[3] = (T)w.w3;
         } else {
@@ -142,7 +172,7 @@ SBF_FN void sbf_fill_family64(double* out, sbf_i64 n_rows, sbf_i64 row_len, sbf_
         if (g0 >= it.s + row_len) continue;
         sbf_words w = philox_block((sbf_u64)it.b, k0, k1);
         sbf_f64x2 z = standard_block_float64<DIST>(w, pa, qb, mass);
-        alignas(16) double v[2];
+        double v[2];
         v[0] = affine_clamp(z.v0, shift, scale, lo, hi);
         v[1] = affine_clamp(z.v1, shift, scale, lo, hi);
         sbf_store_block<double, 2>(out, it.r * row_len, it.s, row_len, g0, v);

@@ -78,6 +78,8 @@ class Emulator:
         argtypes += [ctypes.c_void_p if t == "ptr" else conv[t] for t in self.param_types]
         self.lib.sbf_host_launch.argtypes = argtypes
         self.lib.sbf_host_launch.restype = ctypes.c_int
+        self.lib.sbf_host_take_vector_stores.argtypes = []
+        self.lib.sbf_host_take_vector_stores.restype = ctypes.c_longlong
 
     def launch(self, plan, out: np.ndarray) -> None:
         """Run ``plan`` (cuda_cupy.LaunchPlan) writing into the NumPy array ``out``."""

@@ -3,10 +3,12 @@
 kernels/sbf_fill.cu and kernels/sbf_random.cuh are built by the system C++ compiler with
 -ffp-contract=off (tests/cuda_host.py) and run over an emulated grid with the launch plans of
 the CuPy backend. This proves the kernels' arithmetic, element map, row/slice decomposition
-and argument order without a GPU. What it cannot prove: the device's own IEEE operations
-(NVRTC -fmad=false, IEEE div/sqrt; checked in test_nvrtc.py on the PTX) and the 8/16-byte
-vector-store branch, which is compiled only for the device (tests/test_gpu.py covers both
-when a GPU is present).
+and argument order without a GPU, and when the kernels take the whole-block vector store (the
+host build copies the same bytes with memcpy and counts those stores; the counts are checked
+against an independent computation). What it cannot prove: the device's own IEEE operations
+(NVRTC -fmad=false, IEEE div/sqrt; checked in test_nvrtc.py on the PTX, which also checks that
+every kernel has its vector store instruction) and the vector store instruction itself
+(tests/test_gpu.py, with aligned and misaligned out= arrays, when a GPU is present).
 """
 import ctypes
 import math
@@ -58,19 +60,53 @@ def reference(req) -> np.ndarray:
     return out
 
 
+def aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
+    """A uint8 buffer whose first byte is ``align``-aligned (as cupy's allocations are)."""
+    raw = np.empty(nbytes + align, np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip:skip + nbytes]
+
+
 def emulate(emu, req, sm_count=4, offset=0) -> np.ndarray:
-    """The kernel's output through the host emulation; ``offset`` misaligns the output pointer.
+    """The kernel's output through the host emulation; the output starts ``offset`` elements
+    after a 64-byte-aligned address (offset 0: the vector stores' alignment, as from cupy).
     The buffer starts as 0xA5 bytes, so an element the kernel skips cannot pass as correct,
-    and the byte after the output must stay untouched."""
+    and the byte after the output must stay untouched. Checks the number of vector stores the
+    kernel made against ``expected_vector_stores``."""
     st = storage(req) if req.dtype.itemsize != 2 else np.dtype(np.uint16)
-    raw = np.full((req.size + offset + 1) * st.itemsize, 0xA5, np.uint8)
+    raw = aligned_bytes((req.size + offset + 1) * st.itemsize)
+    raw[:] = 0xA5
     out = raw[offset * st.itemsize:(offset + req.size) * st.itemsize].view(st)
     plan = cuda_cupy.launch_plan(req, sm_count)
+    emu.lib.sbf_host_take_vector_stores()
     if plan is not None:
         emu.launch(plan, out)
+    n_vec = emu.lib.sbf_host_take_vector_stores()
     assert (raw[(offset + req.size) * st.itemsize:] == 0xA5).all(), "wrote past the end"
     assert (raw[:offset * st.itemsize] == 0xA5).all(), "wrote before the start"
+    assert n_vec == expected_vector_stores(req, out), (n_vec, expected_vector_stores(req, out))
     return out
+
+
+def expected_vector_stores(req, out: np.ndarray) -> int:
+    """How many whole Philox blocks should go out as one vector store, computed from
+    _indexing.row_plan (not from the kernel's row map): a block whose E elements all lie in one
+    row, when its destination address is a multiple of the vector's size (E * itemsize bytes;
+    E = 2 for float64, else 4). Element g of the row starting at global index s lands at
+    out[r * row_len + g - s]; the block containing it starts at E * (g // E)."""
+    from symbreak_fast._indexing import row_plan
+    starts, row_len = row_plan(req.box)
+    if req.size == 0:
+        return 0
+    e = 2 if req.compute == "float64" else 4
+    item = out.dtype.itemsize
+    starts = np.asarray(starts, np.int64)
+    first = -(-starts // e)                            # first whole block of each row
+    end = (starts + row_len) // e                      # one past the last whole block
+    r = np.arange(starts.size, dtype=np.int64)
+    addr = out.ctypes.data + item * (r * row_len + e * first - starts)   # address of the first one
+    aligned = addr % (e * item) == 0                   # a row's whole blocks share one alignment
+    return int(np.maximum(end - first, 0)[aligned].sum())
 
 
 def assert_bits(a, b):
@@ -98,7 +134,7 @@ def test_constants_header_is_generated_from_the_spec():
 
 
 # --- whole kernels ------------------------------------------------------------------------------
-@pytest.mark.parametrize("dist,dt", cases())
+@pytest.mark.parametrize("dist,dt", list(cases()))
 def test_kernel_matches_reference_1e6(emu, dist, dt):
     """>= 10**6 elements of every stream x dtype; the plan's grid strides many times (sm_count=2)."""
     req = make(dist, dt, (1000, 1003))
@@ -121,13 +157,54 @@ BOXES = [
 ]
 
 
-@pytest.mark.parametrize("dist,dt", cases())
+@pytest.mark.parametrize("dist,dt", list(cases()))
 def test_kernel_slices_match_reference(emu, dist, dt):
     for shape, index in BOXES:
         req = make(dist, dt, shape, index)
         for sm in (1, 1000):
             got = emulate(emu, req, sm_count=sm, offset=1)
             assert_bits(got, reference(req))
+
+
+# index= boxes of >= 10**6 elements: rows starting mid-block and at every residue mod 4 of the
+# output position (so both the vector and the element-by-element paths run many times), an
+# int-indexed dimension, and a 1-D slice
+BIG_BOXES = [
+    ((1400, 1500), (slice(3, 1397), slice(5, 1498))),              # 1394 rows x 1493
+    ((1100, 3, 1011), (slice(50, 1050), 1, slice(2, 1005))),       # an int-indexed middle dim: 1000 x 1003
+    ((3, 1004, 1003), (1, slice(1, 1003), slice(2, 1001))),        # a 2-D box of a 3-D tensor: 1002 x 999
+    ((4, 600, 1003), (slice(1, 3), slice(50, 550), slice(None))),  # whole rows merge: 2 rows of 501500
+    ((2_000_003,), (slice(12345, 1_400_000),)),
+]
+
+
+@pytest.mark.parametrize("dist,dt", list(cases()))
+def test_kernel_slices_match_reference_1e6(emu, dist, dt):
+    """>= 10**6-element index= boxes of every stream x dtype, output aligned and misaligned."""
+    for shape, index in BIG_BOXES:
+        req = make(dist, dt, shape, index)
+        ref = reference(req)
+        for offset in (0, 1):
+            assert_bits(emulate(emu, req, sm_count=2, offset=offset), ref)
+        assert req.size >= 10 ** 6, (shape, index)
+
+
+def test_vector_stores_are_taken_and_skipped(emu):
+    """The store path follows alignment: a whole aligned tensor goes out in vector stores only
+    (all but a partial last block), a misaligned one in none (16-byte vectors; a one-element
+    offset breaks the alignment), a box's rows in some of each. (emulate() compares each count
+    with the kernel's; here the expected counts themselves are pinned.)"""
+    for dist, dt, e in (("normal", "float32", 4), ("uniform", "float64", 2), ("normal", "bfloat16", 4),
+                        ("bits", None, 4)):
+        req = make(dist, dt, (1001, 1003))
+        out = emulate(emu, req, sm_count=2)                  # emulate() checks the count it made
+        assert expected_vector_stores(req, out) == req.size // e
+        out = emulate(emu, req, sm_count=2, offset=1)        # one element off: not 16/8-byte aligned
+        assert expected_vector_stores(req, out) == 0
+        box = make(dist, dt, (1400, 1500), (slice(3, 1397), slice(5, 1498)))
+        out = emulate(emu, box, sm_count=2)
+        n = expected_vector_stores(box, out)
+        assert 0 < n < box.size // e, (dist, dt, n)
 
 
 def test_row_map_matches_row_plan():
@@ -323,6 +400,7 @@ def fake_cupy(emu, calls):
 
         def get_function(self, name):
             assert name in cuda_cupy.KERNEL_NAMES, name
+            calls.append(("get_function", name))
 
             def kernel(grid, block, args):
                 calls.append(("launch", name, grid, block))
@@ -367,6 +445,9 @@ def test_generate_glue_with_stand_in_cupy(emu, monkeypatch, tmp_path):
     assert len([c for c in calls if c[0] == "module"]) == 2
     launches = [c for c in calls if c[0] == "launch"]
     assert len(launches) == 4 and all(c[3] == (cuda_cupy.THREADS,) for c in launches)
+    # each kernel function is looked up once per module load, not per call
+    got = sorted(c[1] for c in calls if c[0] == "get_function")
+    assert got == sorted(cuda_cupy.KERNEL_NAMES * 2)
 
 
 def test_header_mirrors_every_spec_function():
@@ -383,3 +464,44 @@ def test_header_mirrors_every_spec_function():
         if not __import__("re").search(rf"\b{c}\(", text):
             missing.append(n)
     assert not missing, f"functions of _spec.py without a namesake in sbf_random.cuh: {missing}"
+
+
+# --- the wheel ships the kernels ------------------------------------------------------------------
+def test_wheel_ships_the_kernels(tmp_path):
+    """A wheel built from this checkout holds every file of kernels/ as symbreak_fast/kernels/,
+    and the installed layout finds them there (kernel_dir) and expands the same source. Built with
+    hatchling from this environment when it is importable, else by pip in an isolated build
+    environment (pip fetches hatchling). Skipped only when neither can build, and never under CI."""
+    import os
+    import subprocess
+    import zipfile
+    root = Path(__file__).resolve().parents[1]
+    dist = tmp_path / "dist"
+    try:
+        import hatchling  # noqa: F401
+        isolation = ["--no-build-isolation"]
+    except ImportError:
+        isolation = []
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(dist), str(root)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if res.returncode:
+        msg = f"building the wheel failed ({' '.join(cmd)}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+        if os.environ.get("CI") or isolation:
+            pytest.fail(msg + "\n(CI needs the build backend: pip install hatchling)")
+        pytest.skip("no build backend here: " + msg.splitlines()[0])
+    (wheel,) = dist.glob("symbreak_fast-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    want = {f"symbreak_fast/kernels/{p.name}" for p in cuda_cupy.kernel_dir().iterdir() if p.is_file()}
+    assert {"symbreak_fast/kernels/sbf_fill.cu", "symbreak_fast/kernels/sbf_random.cuh",
+            "symbreak_fast/kernels/sbf_constants.cuh", "symbreak_fast/kernels/sbf_mlp.cu"} <= want
+    assert want <= names, sorted(want - names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import hashlib, symbreak_fast; from symbreak_fast.backends import cuda_cupy as c; "
+            "print(symbreak_fast.__file__); print(c.kernel_dir()); "
+            "print(hashlib.sha256(c.kernel_source().encode()).hexdigest())")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=tmp_path).stdout.split()
+    assert out[0].startswith(str(site)) and out[1] == str(site / "symbreak_fast" / "kernels"), out
+    assert out[2] == __import__("hashlib").sha256(cuda_cupy.kernel_source().encode()).hexdigest()
