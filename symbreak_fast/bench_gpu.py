@@ -259,6 +259,25 @@ def _summarize(rows, info, notes, **params) -> dict:
             "rows": out_rows, "targets": targets, "notes": notes}
 
 
+def failures(res: dict) -> list[str]:
+    """Why this run must not count as a pass: any of our rows that errored or whose bits were
+    not checked equal to the NumPy reference, or a roofline row that errored (no % of fill).
+    A peer's row (cupy.random, torch) that errors is only reported, in the table."""
+    bad = []
+    for r in res["rows"]:
+        what = f"{r['group']} {r['dtype']} {r['name']}"
+        if r["ours"]:
+            if r["error"]:
+                bad.append(f"{what}: ERROR {r['error']}")
+            elif r["bits_ok"] is not True:
+                bad.append(f"{what}: bits differ from the CPU reference")
+        elif r["group"] == "roofline" and r["error"]:
+            bad.append(f"{what}: ERROR {r['error']}")
+    if not any(r["ours"] for r in res["rows"]):
+        bad.append("no symbreak rows were measured")
+    return bad
+
+
 def _f(v, fmt):
     return "-" if v is None else format(v, fmt)
 

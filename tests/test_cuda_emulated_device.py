@@ -56,7 +56,7 @@ def same_as_cpu(gpu, cpu):
     assert np.array_equal(host_bits(gpu), host_bits(cpu))
 
 
-@pytest.mark.parametrize("name,dtype", generator_cases())
+@pytest.mark.parametrize("name,dtype", list(generator_cases()))
 def test_generators_on_the_emulated_device(cp, name, dtype):
     fn = GENERATORS[name]
     kw = {} if dtype is None else {"dtype": dtype}
@@ -124,6 +124,34 @@ def test_init_params_on_the_emulated_device(cp):
         assert np.shares_memory(np.asarray(views[k]), np.asarray(buf))
 
 
+def test_cpu_backend_list_leaves_out_the_gpu(cp):
+    """With a CUDA device (here emulated) available_backends() includes "cupy"; the list the CPU
+    test files loop over (conftest.cpu_backends) does not, since they hand the backend numpy out=
+    arrays and np.ascontiguousarray its results (what a GPU machine's CPU run needs)."""
+    from conftest import cpu_backends
+    assert "cupy" in sbf.available_backends()
+    assert "cupy" not in cpu_backends() and "numpy" in cpu_backends()
+    assert set(cpu_backends()) == set(sbf.available_backends()) - {"cupy"}
+    for b in cpu_backends():
+        out = np.empty(8, np.float32)
+        assert sbf.normal(8, KEY, backend=b, out=out) is out and type(out) is np.ndarray
+
+
+def test_nvrtc_missing_is_a_clear_error(cp, monkeypatch):
+    """CuPy and a device but no NVRTC (plain cupy-cuda13x without a toolkit): the backend is
+    unavailable, and the error names the library and what to install, before anything runs."""
+    def no_nvrtc():
+        raise OSError("libnvrtc.so.13: cannot open shared object file: No such file or directory")
+    monkeypatch.setattr(cuda_cupy, "_nvrtc_version", no_nvrtc)
+    ok, why = cuda_cupy.probe()
+    assert not ok and "NVRTC" in why and "nvidia-cuda-nvrtc" in why and '"cupy-cuda13x[ctk]"' in why
+    assert "cupy" not in sbf.available_backends()
+    with pytest.raises(RuntimeError, match="backend 'cupy' is not available: CuPy is installed but NVRTC") as ei:
+        sbf.normal(4, KEY, device="cuda")
+    assert "libnvrtc.so.13" in str(ei.value)
+    assert not any(c[0] in ("module", "launch") for c in cp.calls)
+
+
 def test_the_comparison_can_fail(cp, monkeypatch):
     """A wrong kernel argument (the key's words swapped) is caught."""
     real = cuda_cupy.LaunchPlan.args
@@ -154,3 +182,37 @@ def test_device_bfloat16_rounding_from_float64_is_correct():
     assert np.array_equal(got, want)
     naive = x.astype(np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
     assert not np.array_equal(naive, want)         # the inputs do exercise the double-rounding trap
+
+
+def _bench_result(bits_ok=True, error="", peer_error=""):
+    from symbreak_fast import bench_gpu as G
+    n = 1 << 20
+    rows = [G.Row("roofline", "float32", "cupy ndarray.fill(1.0)", n, 4 * n, seconds=1e-4),
+            G.Row("normal", "float32", "symbreak normal", n, 4 * n, ours=True, seconds=2e-4, bits_ok=bits_ok),
+            G.Row("uniform", "bfloat16", "symbreak uniform", n, 2 * n, ours=True, seconds=1e-4, bits_ok=True,
+                  error=error),
+            G.Row("normal", "float32", "torch.randn(out=)", n, 4 * n, seconds=3e-4 if not peer_error else None,
+                  error=peer_error)]
+    if error:
+        rows[2].seconds, rows[2].bits_ok = None, None
+    info = {"name": "emulated", "compute_capability": "90", "memory_GiB": 1, "driver": 0, "runtime": 0, "cupy": "-"}
+    return G._summarize(rows, info, [], n=n, repeat=3, inner=1, warmup=1)
+
+
+@pytest.mark.parametrize("case,rc", [({}, 0), ({"bits_ok": False}, 1), ({"error": "CUDARuntimeError: boom"}, 1),
+                                     ({"peer_error": "torch OOM"}, 0)])
+def test_bench_cuda_exit_status(monkeypatch, tmp_path, capsys, case, rc):
+    """`symbreak-fast bench --device cuda` exits non-zero when any of our rows is not bit-identical
+    to the CPU or failed (scripts/gpu_check.sh then reports failure); a peer's error is only shown."""
+    from symbreak_fast import bench_gpu as G
+    from symbreak_fast.cli import main
+    res = _bench_result(**case)
+    monkeypatch.setattr(cuda_cupy, "probe", lambda: (True, "emulated"))
+    monkeypatch.setattr(G, "run", lambda **kw: res)
+    assert main(["bench", "--device", "cuda", "--n", str(1 << 20), "--json", str(tmp_path / "b.json")]) == rc
+    captured = capsys.readouterr()
+    assert (tmp_path / "b.json").is_file()            # results are kept either way
+    assert ("FAILED" in captured.err) == bool(rc)
+    if case.get("bits_ok") is False:
+        assert "normal float32 symbreak normal: bits differ" in captured.err and "DIFFER" in captured.out
+    assert G.failures(_bench_result()) == []

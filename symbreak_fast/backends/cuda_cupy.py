@@ -2,8 +2,10 @@
 
 The per-element arithmetic lives in ``kernels/sbf_random.cuh``, which mirrors
 ``symbreak_fast._spec`` function by function and also compiles as host C++ (the
-CPU emulation that proves the kernels' bits without a GPU). This module only
-loads the module (once per device and option set) and computes launch plans.
+CPU emulation that proves the kernels' bits without a GPU). This module compiles
+``kernels/sbf_fill.cu`` with NVRTC itself (exact options, see ``compile_kernels``) to a
+cubin cached on disk, loads it with ``cupy.RawModule(path=...)`` once per device and
+option set (its kernel functions memoized with it), and computes launch plans.
 """
 from __future__ import annotations
 
@@ -19,14 +21,33 @@ NAME = "cupy"
 DEVICE = "cuda"
 
 
+NVRTC_HINT = ('pip install "cupy-cuda13x[ctk]" (CuPy together with the CUDA components from PyPI, NVRTC '
+              'included) or pip install nvidia-cuda-nvrtc, or install a CUDA toolkit')
+
+
 def probe() -> tuple[bool, str]:
-    """(usable, why); never raises and never initializes more than cupy's runtime query."""
+    """(usable, why); never raises and never initializes more than cupy's runtime query and
+    loading NVRTC (which compiles the kernels: plain ``cupy-cuda13x`` wheels do not bring it)."""
     if importlib.util.find_spec("cupy") is None:
         return False, "cupy is not installed"
     n, why = _device_count()
     if n == 0:
         return False, f"no CUDA device found ({why})"
-    return True, f"cupy sees {n} CUDA device(s)"
+    ok, why = nvrtc_status()
+    if not ok:
+        return False, why
+    return True, f"cupy sees {n} CUDA device(s); NVRTC {why}"
+
+
+def nvrtc_status() -> tuple[bool, str]:
+    """(True, "13.0") when CuPy's NVRTC bindings can load libnvrtc, else (False, what to install)."""
+    try:
+        major, minor = _nvrtc_version()
+    except Exception as e:  # ImportError (no cupy_backends), OSError/RuntimeError (libnvrtc not found), ...
+        msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        return False, (f"CuPy is installed but NVRTC, which compiles the kernels, cannot be loaded ({msg}); "
+                       f"{NVRTC_HINT}")
+    return True, f"{major}.{minor}"
 
 
 def _device_count() -> tuple[int, str]:
@@ -193,15 +214,19 @@ def cached_binary(stem: str, source: str, arch: str, options: tuple[str, ...], c
                        "SYMBREAK_KERNEL_CACHE to a writable directory")
 
 
-def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS):
-    """The ``cupy.RawModule`` of the kernels for ``device_id``: loaded once per (device, options)
-    and process, from a cubin compiled once per machine; never rebuilt per call."""
+def load_module(device_id: int, options: tuple[str, ...] = NVRTC_OPTIONS) -> tuple:
+    """(``cupy.RawModule``, {kernel name: function}) for ``device_id``: loaded once per (device,
+    options) and process, from a cubin compiled once per machine; never rebuilt per call."""
     k = (device_id, options)
-    mod = _MODULES.get(k)
-    if mod is None:
-        mod, _ = load_cubin(device_id, lambda arch: _binary_path(arch, options), KERNEL_NAMES)
-        _MODULES[k] = mod
-    return mod
+    entry = _MODULES.get(k)
+    if entry is None:
+        entry = _MODULES[k] = load_cubin(device_id, lambda arch: _binary_path(arch, options), KERNEL_NAMES)
+    return entry
+
+
+def kernel_function(device_id: int, name: str, options: tuple[str, ...] = NVRTC_OPTIONS):
+    """The loaded kernel ``name`` on ``device_id`` (memoized with its module)."""
+    return load_module(device_id, options)[1][name]
 
 
 def load_cubin(device_id: int, binary_path, names) -> tuple:
@@ -292,7 +317,7 @@ def generate(req: Request, out_flat) -> None:
     if plan is None:
         return
     with cupy.cuda.Device(dev):
-        fn = load_module(dev).get_function(plan.name)
+        fn = kernel_function(dev, plan.name)
         if plan.outer.size:
             outer = cupy.asarray(plan.outer)   # a few dozen bytes, stream-ordered before the launch
         else:
