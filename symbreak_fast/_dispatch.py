@@ -3,10 +3,11 @@
 Order of precedence: explicit ``backend=`` > ``with use_backend(name):`` >
 ``SYMBREAK_BACKEND`` environment variable > auto. Auto: ``device="cuda"`` or a cupy
 ``out=`` -> "cupy"; on the CPU, Numba when this process has already loaded it (a warm
-call costs ~6 us at any size, far below the reference's ~300 us for a tiny tensor), or
-when it is installed and the request has at least ``NUMBA_MIN_ELEMENTS`` elements; else
-the NumPy reference (see the constant). A backend that runs on another device than the
-one ``device=`` / ``out=`` asks for is an error, whichever rule chose it.
+call beats the NumPy reference at every size), or when it is installed and the elements
+the auto rule has given NumPy in this process, this call's included, reach
+``NUMBA_MIN_ELEMENTS`` (the measurements are next to the constant); else the NumPy
+reference. A backend that runs on another device than the one ``device=`` / ``out=``
+asks for is an error, whichever rule chose it.
 """
 from __future__ import annotations
 
@@ -20,11 +21,23 @@ from typing import Callable
 
 import numpy as np
 
-# Below 2**16 elements the NumPy reference takes < ~15 ms (0.2 us/element), less than the
-# one-time cost of importing Numba and loading the cached kernels (~0.5-1 s per process);
-# above it a warm Numba call is 3x (2**16) to 40x (2**25) faster. Measured with
-# benchmarks/test_dispatch.py; warm per-call overhead is ~6 us.
-NUMBA_MIN_ELEMENTS = 1 << 16
+# The auto rule on the CPU "rents" the NumPy reference until the elements it has generated in this
+# process (this call's included) reach NUMBA_MIN_ELEMENTS, then "buys" Numba: imports it and loads
+# its cached kernels once, and uses it for every later call at any size. So a process that only
+# makes small tensors never pays Numba's start-up, many medium tensors switch to Numba after
+# ~one start-up's worth of NumPy time, and the total is at most the better of all-NumPy and
+# all-Numba plus one start-up (the ski-rental bound).
+# Measured with `python benchmarks/test_dispatch.py` (2-core dev machine shared with other jobs,
+# so +-50%): Numba's first call in a fresh process with a warm disk cache costs 0.70-0.81 s
+# (import numba + load the cached kernel); the first call of each further output dtype 11-55 ms.
+# normal float32 per call, warm:   2**12    2**16    2**20    2**22    2**24 elements
+#                        numpy    0.45 ms  6.1 ms   183 ms   394 ms   2.09 s   (0.06-0.2 us/element)
+#                        numba    0.03 ms  0.16 ms  15 ms    16 ms    93 ms
+# NumPy's time reaches the start-up cost at ~0.75 s / ~0.1 us = ~7.5e6 elements, so 2**23: less
+# NumPy work than that is cheaper than starting Numba; more, and Numba (20x faster warm) has paid
+# for itself. Once Numba is loaded its warm calls beat NumPy at every size measured (15x at 2**12),
+# so it is then used at any size; a new dtype's first call (<= 55 ms, once per process) is the cost.
+NUMBA_MIN_ELEMENTS = 1 << 23
 
 DEVICE_KINDS = ("cpu", "cuda")
 
@@ -41,6 +54,9 @@ class BackendSpec:
 _REGISTRY: dict[str, BackendSpec] = {}
 _LOADED: dict[str, object] = {}
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("symbreak_fast_backend", default=None)
+# elements the auto rule has sent to the NumPy reference in this process (see NUMBA_MIN_ELEMENTS);
+# updated without a lock: a lost update under threads only delays the switch to Numba
+_AUTO_NUMPY_ELEMENTS = [0]
 
 
 def register_backend(spec: BackendSpec) -> None:
@@ -152,7 +168,7 @@ def _choose(backend, size: int, kind) -> tuple[str, str]:
         return "cupy", "auto-cuda"
     if "numba" in _LOADED:
         return "numba", "auto-loaded"
-    if size >= NUMBA_MIN_ELEMENTS:
+    if size + _AUTO_NUMPY_ELEMENTS[0] >= NUMBA_MIN_ELEMENTS:
         return ("numba", "auto-large") if _REGISTRY["numba"].probe()[0] else ("numpy", "auto-no-numba")
     return "numpy", "auto-small"
 
@@ -166,14 +182,17 @@ def _reason(name: str, rule: str, size: int) -> str:
         return f"SYMBREAK_BACKEND={name!r} environment variable"
     return {"auto-cuda": "auto: a CUDA device was asked for (device= or a cupy out=)",
             "auto-loaded": "auto: the numba backend is already loaded in this process (no start-up left to pay)",
-            "auto-large": f"auto: {size} >= {NUMBA_MIN_ELEMENTS} elements and numba is installed",
+            "auto-large": f"auto: {size} elements + {_AUTO_NUMPY_ELEMENTS[0]} given to numpy earlier in this "
+                          f"process >= {NUMBA_MIN_ELEMENTS}: starting numba now costs less than numpy would",
             "auto-no-numba": "auto: numba is not installed",
-            "auto-small": f"auto: {size} < {NUMBA_MIN_ELEMENTS} elements"}[rule]
+            "auto-small": f"auto: {size} elements + {_AUTO_NUMPY_ELEMENTS[0]} given to numpy earlier in this "
+                          f"process < {NUMBA_MIN_ELEMENTS}: cheaper than starting numba"}[rule]
 
 
 def auto_cpu_backend(size: int) -> str:
     """The CPU backend auto would pick for ``size`` elements (ignores backend=/use_backend/env)."""
-    if "numba" in _LOADED or (size >= NUMBA_MIN_ELEMENTS and _REGISTRY["numba"].probe()[0]):
+    if "numba" in _LOADED or (size + _AUTO_NUMPY_ELEMENTS[0] >= NUMBA_MIN_ELEMENTS
+                              and _REGISTRY["numba"].probe()[0]):
         return "numba"
     return "numpy"
 
@@ -289,6 +308,8 @@ def select(backend, size: int, device=None, out=None) -> tuple[str, object, int 
     spec = _check_kind(name, rule, size, kind, device)
     impl = get_backend(name)
     if spec.device == "cpu":
+        if rule == "auto-small":
+            _AUTO_NUMPY_ELEMENTS[0] += size
         return name, impl, None
     n = int(impl.device_count())
     if dev_id is None:

@@ -36,6 +36,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
     monkeypatch.delenv("SYMBREAK_BACKEND", raising=False)
+    monkeypatch.setattr(D, "_AUTO_NUMPY_ELEMENTS", [0])     # each test starts as a fresh process would
 
 
 # ---------------------------------------------------------------------------
@@ -144,15 +145,52 @@ REAL_CUPY_OK, REAL_CUPY_WHY = D._REGISTRY["cupy"].probe()
 # ---------------------------------------------------------------------------
 # 1. the choice rule
 # ---------------------------------------------------------------------------
-def test_threshold_is_kept(monkeypatch):
-    assert D.NUMBA_MIN_ELEMENTS == 1 << 16
-    monkeypatch.delitem(D._LOADED, "numba", raising=False)      # as in a fresh process
-    assert sbf.which_backend(D.NUMBA_MIN_ELEMENTS - 1) == ("numpy", "auto: 65535 < 65536 elements")
-    name, why = sbf.which_backend(D.NUMBA_MIN_ELEMENTS)
-    if D._REGISTRY["numba"].probe()[0]:
-        assert name == "numba" and why.startswith("auto:") and "65536 >= 65536" in why
+NUMBA_OK = D._REGISTRY["numba"].probe()[0]
+
+
+def test_auto_threshold_boundary(monkeypatch):
+    """The auto rule's two sides of NUMBA_MIN_ELEMENTS in a fresh process (Numba not loaded,
+    nothing generated yet), with the reason it gives. Protects the boundary (>=, not >) and the
+    reasons' wording; the constant's value comes from benchmarks/test_dispatch.py (see _dispatch)."""
+    monkeypatch.delitem(D._LOADED, "numba", raising=False)
+    n = D.NUMBA_MIN_ELEMENTS
+    assert sbf.which_backend(n - 1) == (
+        "numpy", f"auto: {n - 1} elements + 0 given to numpy earlier in this process < {n}: cheaper than "
+                 "starting numba")
+    name, why = sbf.which_backend(n)
+    if NUMBA_OK:
+        assert name == "numba" and why.startswith(f"auto: {n} elements + 0 given to numpy") and f">= {n}" in why
     else:
         assert name == "numpy" and "not installed" in why
+
+
+def test_auto_counts_numpy_work_then_switches_to_numba(monkeypatch):
+    """Ski rental: auto sends calls to NumPy and counts their elements until that total plus the
+    next call reaches the threshold; that call and every later one (any size) use Numba. Explicit
+    and which_backend calls are not counted. The threshold is lowered to keep the test fast."""
+    monkeypatch.delitem(D._LOADED, "numba", raising=False)
+    monkeypatch.setattr(D, "NUMBA_MIN_ELEMENTS", 1000)
+    seen = []
+    real = numpy_ref.generate
+    monkeypatch.setattr(numpy_ref, "generate", lambda req, out: (seen.append(req.size), real(req, out)))
+    a = sbf.normal(600, KEY)
+    assert seen == [600] and D._AUTO_NUMPY_ELEMENTS[0] == 600
+    sbf.normal(5000, KEY, backend="numpy")                  # explicit: not the auto rule's, not counted
+    assert D._AUTO_NUMPY_ELEMENTS[0] == 600
+    assert sbf.which_backend(399)[0] == "numpy"
+    assert "399 elements + 600 given to numpy" in sbf.which_backend(399)[1]
+    assert D._AUTO_NUMPY_ELEMENTS[0] == 600                 # which_backend only asks
+    if not NUMBA_OK:
+        assert sbf.which_backend(400)[0] == "numpy"
+        return
+    assert sbf.which_backend(400)[0] == "numba"
+    seen.clear()
+    b = sbf.normal(400, KEY)
+    assert seen == [] and "numba" in D._LOADED
+    assert sbf.which_backend(1) == ("numba", "auto: the numba backend is already loaded in this process (no "
+                                             "start-up left to pay)")
+    assert_same_bits(a, sbf.normal(600, KEY, backend="numpy"))
+    assert_same_bits(b, sbf.normal(400, KEY, backend="numpy"))
 
 
 def test_precedence_explicit_context_env_auto(monkeypatch):
@@ -173,7 +211,8 @@ def test_use_backend_routes_calls(monkeypatch):
     seen = []
     real = numpy_ref.generate
     monkeypatch.setattr(numpy_ref, "generate", lambda req, out: (seen.append(req.size), real(req, out)))
-    n = D.NUMBA_MIN_ELEMENTS * 2           # auto would not pick numpy at this size (numba installed)
+    monkeypatch.setattr(D, "NUMBA_MIN_ELEMENTS", 1000)
+    n = 2000                               # auto would not pick numpy at this size (numba installed)
     ref = sbf.normal(n, KEY, backend="numpy")
     seen.clear()
     with sbf.use_backend("numpy"):
