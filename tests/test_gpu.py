@@ -12,6 +12,7 @@ shapes and slices compare with the NumPy reference itself (backend="numpy").
 import gc
 import importlib.util
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,9 @@ _c = _tests_conftest()
 FLOAT_DTYPES, bits_of, call, generator_cases = _c.FLOAT_DTYPES, _c.bits_of, _c.call, _c.generator_cases
 
 N_DEVICES = cuda_cupy.device_count()          # 0 without cupy / driver / device; never raises
+if os.environ.get("SBF_REQUIRE_GPU") and not cuda_cupy.probe()[0]:
+    # scripts/gpu_check.sh sets this: there, skipping every GPU test would pass for a GPU check
+    raise RuntimeError(f"SBF_REQUIRE_GPU is set but the cupy backend is unusable: {cuda_cupy.probe()[1]}")
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(N_DEVICES == 0, reason=f"no usable CUDA device: {cuda_cupy.probe()[1]}"),
@@ -163,6 +167,63 @@ def test_large_counter_blocks(dt):
     idx = (slice(2 ** 20 - 2, None), slice(2 ** 20 - 1000, None))
     ref = sbf.random_bits(shape, 5, index=idx, backend="numpy")
     gpu_vs_cpu(sbf.random_bits(shape, 5, index=idx, device="cuda"), ref, "random_bits high counter")
+
+
+def test_golden_digests_on_gpu():
+    """The recorded golden table (tests/golden.json, scripts/make_golden.py) on the GPU: the
+    same SHA-256 of the bytes as every CPU backend (tests/test_golden.py)."""
+    import hashlib
+    import json
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "scripts"))
+    try:
+        import make_golden
+    finally:
+        sys.path.pop(0)
+    golden = json.loads((root / "tests" / "golden.json").read_text())["cases"]
+    for name, dt, f in make_golden.cases():
+        g = f(device="cuda")
+        assert isinstance(g, cupy.ndarray), name
+        digest = hashlib.sha256(np.ascontiguousarray(g.get()).tobytes()).hexdigest()
+        assert digest == golden[f"{name}/{dt or 'uint32'}"]["sha256"], f"{name}/{dt}"
+
+
+def test_kat_and_signed_zero_on_gpu():
+    """Key(0) elements 0..3 are the Random123 zero-counter KAT words; the clamp keeps -0.0 vs 0.0
+    as the CPU does (comparisons, not min/max)."""
+    words = [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    assert [int(x) for x in sbf.random_bits(4, sbf.Key(0), device="cuda").get()] == words
+    cases = [lambda **kw: sbf.uniform(16, sbf.Key(1234), -0.0, 0.0, **kw),
+             lambda **kw: sbf.truncated_normal(16, 3, -0.0, 0.0, **kw),
+             lambda **kw: sbf.normal(16, 3, -0.0, 0.0, **kw)]
+    for f in cases:
+        for dt in FLOAT_DTYPES:
+            gpu_vs_cpu(f(dtype=dt, device="cuda"), f(dtype=dt, backend="numpy"), f"signed zero {dt}")
+
+
+@pytest.mark.parametrize("name,dt", CASES)
+def test_vector_and_scalar_store_paths(name, dt):
+    """out= views starting 0..3 elements past an aligned address: offset 0 takes the kernels'
+    16-byte (8-byte for 16-bit) whole-block vector stores, the others the element-by-element
+    path (and an index= box mixes both row by row); the bytes around the view stay untouched."""
+    n = 10_007
+    ref = call(name, dt, n, KEY, backend="numpy")
+    st = storage_dtype(ref.dtype)
+    for off in range(4):
+        raw = cupy.full(n + 8, 0x5A, dtype=st)
+        out = raw[off:off + n]
+        assert call(name, dt, n, KEY, out=out) is out
+        gpu_vs_cpu(out, ref, f"{name} {dt} out offset {off}")
+        rest = cupy.concatenate([raw[:off], raw[off + n:]]).get()
+        assert (rest == np.array(0x5A, st)).all(), f"{name} {dt}: wrote outside out (offset {off})"
+    shape, idx = (301, 203), (slice(3, 298), slice(1, 202))
+    ref = call(name, dt, shape, KEY, index=idx, backend="numpy")
+    for off in range(4):
+        raw = cupy.zeros(ref.size + 4, dtype=st)
+        out = raw[off:off + ref.size].reshape(ref.shape)
+        assert call(name, dt, shape, KEY, index=idx, out=out) is out
+        gpu_vs_cpu(out, ref, f"{name} {dt} index= out offset {off}")
 
 
 # ---------------------------------------------------------------------------
