@@ -216,3 +216,27 @@ def test_bench_cuda_exit_status(monkeypatch, tmp_path, capsys, case, rc):
     if case.get("bits_ok") is False:
         assert "normal float32 symbreak normal: bits differ" in captured.err and "DIFFER" in captured.out
     assert G.failures(_bench_result()) == []
+
+
+def test_out_of_device_memory_is_a_clear_error_before_any_launch(cp, monkeypatch):
+    """A result that does not fit on the device: MemoryError saying what to do (index= pieces,
+    free the pool, device="cpu"), raised before a kernel runs; the device keeps working."""
+    real_empty = cp.empty
+    limit = 1 << 20                                     # bytes this emulated device can hold
+
+    def empty(shape, dtype=np.float64, **kw):
+        if int(np.prod(shape)) * np.dtype(dtype).itemsize > limit:
+            raise MemoryError(f"Out of memory allocating {int(np.prod(shape)) * np.dtype(dtype).itemsize:,} bytes")
+        return real_empty(shape, dtype, **kw)
+
+    monkeypatch.setattr(cp, "empty", empty)
+    launches = sum(c[0] == "launch" for c in cp.calls)
+    for call in (lambda: sbf.normal((1024, 1024), KEY, device="cuda"),
+                 lambda: sbf.truncated_normal((1024, 600), KEY, dtype="bfloat16", device="cuda:1"),
+                 lambda: sbf.he_normal((1024, 1024), KEY, device="cuda"),
+                 lambda: sbf.init_params({"a": ((512, 512), "zeros"), "b": ((512, 512), "he_uniform")}, KEY,
+                                         device="cuda", flat=True)):
+        with pytest.raises(MemoryError, match=r"index=.*free_all_blocks.*device=\"cpu\""):
+            call()
+    assert sum(c[0] == "launch" for c in cp.calls) == launches
+    same_as_cpu(sbf.normal((64, 64), KEY, device="cuda"), sbf.normal((64, 64), KEY, backend="numpy"))

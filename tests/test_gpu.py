@@ -264,6 +264,25 @@ def test_bad_out_is_refused_before_writing():
     assert (host == sentinel).all()
 
 
+def test_out_of_memory_is_a_clear_error_and_leaks_nothing():
+    free, total = cupy.cuda.Device(0).mem_info
+    n = 2 * total // 4 + 4                         # float32 elements: twice the device's memory
+    pool = cupy.get_default_memory_pool()
+    gc.collect()
+    pool.free_all_blocks()
+    used = pool.used_bytes()
+    for call in (lambda: sbf.normal((n,), KEY, device="cuda"),
+                 lambda: sbf.he_normal((n // 4096, 4096), KEY, device="cuda"),
+                 lambda: sbf.init_params({"w": ((n // 4096, 4096), "xavier_uniform")}, KEY, device="cuda",
+                                         flat=True)):
+        with pytest.raises(MemoryError, match="index="):
+            call()
+        gc.collect()
+        assert pool.used_bytes() == used               # nothing held after the error
+    # and the device still works, with the same bits
+    gpu_vs_cpu(sbf.normal(MID, KEY, device="cuda"), sbf.normal(MID, KEY, backend="numpy"), "after OOM")
+
+
 # ---------------------------------------------------------------------------
 # 4. devices: "cuda" is the current device, "cuda:N", every device gives the same bits
 # ---------------------------------------------------------------------------

@@ -72,9 +72,19 @@ def storage_dtype(dt: np.dtype) -> np.dtype:
 
 
 def empty(shape, dt: np.dtype, device_id: int):
+    """A new result array on ``cuda:<device_id>``; a clear MemoryError when it does not fit."""
     import cupy
+    sdt = storage_dtype(dt)
     with cupy.cuda.Device(device_id):
-        return cupy.empty(shape, dtype=storage_dtype(dt))
+        try:
+            return cupy.empty(shape, dtype=sdt)
+        except MemoryError as e:    # cupy.cuda.memory.OutOfMemoryError is a MemoryError
+            nbytes = math.prod(shape) * sdt.itemsize
+            raise MemoryError(
+                f"cuda:{device_id} has not enough free memory for the {tuple(shape)} {np.dtype(dt).name} "
+                f"result ({nbytes / 2**30:.2f} GiB; CuPy: {e}). Generate it in pieces with index= (each piece "
+                "is bit-identical to that slice of the whole tensor), release CuPy's cached blocks with "
+                "cupy.get_default_memory_pool().free_all_blocks(), or pass device=\"cpu\"") from None
 
 
 # ---------------------------------------------------------------------------
