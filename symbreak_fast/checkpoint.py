@@ -7,23 +7,28 @@ for the index-capable initializers, a whole tensor) in memory:
 * the header (names, dtypes, shapes, offsets, metadata) is known up front and written
   first; tensors follow in spec order within each itemsize, largest itemsize first (as
   ``safetensors.save_file`` does, so every tensor starts at a multiple of its itemsize);
-* each tensor is cut into *chunks* of at most ``chunk_bytes // 2``: slabs along axis 0,
-  or, when one index along axis 0 is bigger than that, the earlier axes fixed as ints and
-  slabs along the first axis whose trailing block fits. Each chunk is generated with the
-  initializer's ``index=`` and ``out=`` straight into one of TWO reusable buffers (chunk
-  i+1 is generated while a writer thread writes chunk i), so the generation memory is
-  ``chunk_bytes`` (+ 8 KiB) whatever the model size. Because ``f(shape, key, index=ix) ==
-  f(shape, key)[ix]`` bit for bit, the file equals ``init_params(spec, key)`` bit for bit
-  whatever ``chunk_bytes`` is;
+* each tensor is cut into *chunks* of at most ``chunk_bytes // 2 - 4 KiB``: slabs along
+  axis 0, or, when one index along axis 0 is bigger than that, the earlier axes fixed as
+  ints and slabs along the first axis whose trailing block fits. Each chunk is generated
+  with the initializer's ``index=`` and ``out=`` straight into one of TWO reusable
+  page-aligned buffers (chunk i+1 is generated while a writer thread writes chunk i), so
+  all generation memory together is at most ``chunk_bytes`` (exactly: the 4 KiB carried
+  between O_DIRECT blocks is inside the budget; ``plan_init``) whatever the model size.
+  With ``engine="dask"`` the budget is shared by the two buffers and the chunks computed
+  ahead (``max_in_flight``), so it holds for that engine too. Because ``f(shape, key,
+  index=ix) == f(shape, key)[ix]`` bit for bit, the file equals ``init_params(spec, key,
+  dtype=dtype)`` bit for bit whatever ``chunk_bytes`` or the engine;
 * where the filesystem allows it the data is written with O_DIRECT, in whole 4 KiB blocks
   from the buffers (no page-cache copy: on a small machine that copy costs as much CPU as
   the generation, and the disk then works while the CPU generates); otherwise through
   the page cache with writeback started as it goes. ``USE_O_DIRECT = False`` turns it off;
 * ``GLOBAL_INITIALIZERS`` (``orthogonal``, ``sparse``, ``dirac``) compute the whole matrix
   whatever ``index=`` asks for, so slicing them would redo that work per chunk. Their
-  tensors are generated in one call each, in a separate array of the tensor's size (plus
-  the float64 working copy for orthogonal: ~ 8 bytes per element, more for the QR); a
-  ``ResourceWarning`` says so when that exceeds ``chunk_bytes``. Use them for the matrices
+  tensors are generated in one call each, into a buffer when they fit one, else into a
+  separate array of the tensor's size, plus their own working arrays (orthogonal's float64
+  QR: ~32 bytes per element at its peak); a ``ResourceWarning`` says so when that clearly
+  leaves the ``chunk_bytes`` budget (the tensor does not fit a buffer, or 8 bytes per
+  element exceed ``chunk_bytes``). Use them for the matrices
   they are meant for (recurrent weights, conv kernels), not for embedding tables;
 * the file is written to a temporary file in the target folder (``.<name>.<random>.tmp``),
   fsynced and renamed over ``path`` (``os.replace``, atomic on POSIX): an interrupted or
@@ -37,7 +42,10 @@ a JSON spec ``{name: {"shape": [...], "init": ..., **kwargs, "dtype": ...}}`` so
 ``init_params(json.loads(params), int(seed))`` reproduces the file.
 
 SPEC files (``load_spec``): JSON or YAML ``{"params": {name: {"shape": [...], "init":
-"<initializer>", **kwargs}}}``, the mapping ``init_params`` takes.
+"<initializer>", **kwargs}}}``, the mapping ``init_params`` takes. An entry may carry its
+own ``"dtype"``; the others get ``save_init``'s ``dtype`` (bfloat16 by default, while
+``init_params`` defaults to float32), so the file equals ``init_params(load_spec(f), key,
+dtype=<the same dtype>)``; the metadata's spec records every entry's dtype and needs none.
 """
 from __future__ import annotations
 
@@ -45,6 +53,7 @@ import errno
 import itertools
 import json
 import math
+import mmap
 import os
 import queue
 import shutil
@@ -178,10 +187,12 @@ class Plan(NamedTuple):
     tensors: list
     header: bytes          # 8-byte length + padded JSON header
     data_bytes: int
-    chunk_bytes: int       # the largest chunk (chunk_bytes given / buffers)
-    buffer_bytes: int      # all generation buffers together (<= the chunk_bytes given)
+    chunk_bytes: int       # the largest chunk allowed (see _slot_layout)
+    buffer_bytes: int      # every buffer and in-flight result together (<= the chunk_bytes given)
     seed: int
-    buffers: int
+    buffers: int           # reusable write buffers (2: one filled while the other is written)
+    piece: int = 0         # data bytes per write buffer (the largest chunk, at least the header pieces)
+    in_flight: int = 0     # engine="dask": chunk results computed ahead (the map_ordered window)
 
     @property
     def file_bytes(self) -> int:
@@ -241,12 +252,34 @@ def _tensor_tasks(t: TensorPlan, key: Key, chunk_bytes: int) -> Iterator[ChunkTa
         yield ChunkTask(t.name, t.shape, fn, kw, t.dtype, key.words, index, nbytes)
 
 
+def _slot_layout(chunk_bytes: int, slots: int) -> tuple[int, bool]:
+    """(largest chunk, exact) for ``chunk_bytes`` shared by ``slots`` (write buffers and
+    in-flight results). A write buffer holds the < 4 KiB carried from the previous chunk
+    (O_DIRECT writes whole blocks) plus one chunk, in whole pages: with ``slot =
+    chunk_bytes // slots`` and chunks <= ``(slot // 4096 - 1) * 4096`` every buffer fits in
+    ``slot`` bytes, so all of them together fit in ``chunk_bytes`` exactly (``exact``). Budgets
+    under 8 KiB per slot (tests) keep chunks of ``slot`` bytes and add the carry room and page
+    rounding on top (``exact`` False)."""
+    slot = chunk_bytes // slots
+    if slot >= 2 * _ALIGN:
+        return (slot // _ALIGN - 1) * _ALIGN, True
+    return slot, False
+
+
+def _buffer_alloc(piece: int) -> int:
+    """Bytes allocated for one write buffer of ``piece`` data bytes (+ carry), in whole pages."""
+    return -(-(piece + _ALIGN - 1) // _ALIGN) * _ALIGN
+
+
 def plan_init(spec, key=0, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-              validate: bool = True, buffers: int = 2) -> Plan:
+              validate: bool = True, buffers: int = 2, in_flight: int = 0) -> Plan:
     """Check ``spec`` and lay out the file: tensors, offsets, header and chunks.
 
-    ``chunk_bytes`` bounds the generation buffers together: ``buffers`` of them (2: one
-    generated while the other is written), so each chunk is at most chunk_bytes // buffers.
+    ``chunk_bytes`` bounds every buffer together: ``buffers`` write buffers (2: one
+    generated while the other is written) and, for ``engine="dask"``, ``in_flight``
+    chunk results computed ahead; each chunk is at most ``chunk_bytes // (buffers +
+    in_flight)`` less one 4 KiB page (``_slot_layout``), so ``Plan.buffer_bytes <=
+    chunk_bytes`` (for ``chunk_bytes >= 8 KiB`` per slot).
 
     Every entry is resolved and (``validate=True``) its initializer called on one element,
     so an unknown initializer, a bad kwarg or shape raises here, before any file exists."""
@@ -256,10 +289,14 @@ def plan_init(spec, key=0, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_CHUNK
     key = as_key(key)
     if isinstance(buffers, bool) or not isinstance(buffers, int) or buffers < 1:
         raise ValueError(f"buffers must be a positive int, got {buffers!r}")
-    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 8 * buffers:
-        raise ValueError(f"chunk_bytes must be an int >= {8 * buffers} ({buffers} buffers of at least the largest "
+    if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 0:
+        raise ValueError(f"in_flight must be an int >= 0, got {in_flight!r}")
+    slots = buffers + in_flight
+    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 8 * slots:
+        raise ValueError(f"chunk_bytes must be an int >= {8 * slots} ({slots} buffers of at least the largest "
                          f"itemsize, 8), got {chunk_bytes!r}")
-    total_bytes, chunk_bytes = chunk_bytes, chunk_bytes // buffers
+    total_bytes = chunk_bytes
+    chunk_bytes, _ = _slot_layout(total_bytes, slots)
     if not hasattr(spec, "items"):
         raise TypeError(f"spec must be a mapping name -> entry, got {type(spec).__name__}")
     if not spec:
@@ -292,10 +329,14 @@ def plan_init(spec, key=0, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_CHUNK
                     fn(shape, key / name, index=probe, dtype=dt, **kwargs)
                 except (TypeError, ValueError) as e:
                     raise ValueError(f"parameter {name!r} ({iname}, shape {list(shape)}): {e}") from None
-        if whole and nbytes > total_bytes:
+        # a whole-matrix tensor needs working arrays of its own (orthogonal's float64 QR:
+        # ~32 bytes per element at its peak), and its own output array when it does not fit
+        # a buffer: warn when that clearly leaves the budget
+        if whole and (nbytes > chunk_bytes or 8 * math.prod(shape) > total_bytes):
             warnings.warn(f"parameter {name!r}: {iname} computes the whole {list(shape)} matrix at once "
-                          f"({nbytes / 2**20:.0f} MiB of {dname}, plus float64 work), more than "
-                          f"chunk_bytes = {total_bytes / 2**20:.0f} MiB", ResourceWarning, stacklevel=3)
+                          f"({nbytes / 2**20:.0f} MiB of {dname}, plus float64 work of 8-32 bytes per element), "
+                          f"beyond the chunk_bytes = {total_bytes / 2**20:.0f} MiB budget", ResourceWarning,
+                          stacklevel=3)
         tensors.append(TensorPlan(name, shape, iname, init if isinstance(init, str) else fn, kwargs, dname,
                                   0, nbytes, whole, len(tensors)))
         meta_params[name] = {"shape": list(shape), "init": iname, **kwargs, "dtype": dname}
@@ -317,14 +358,20 @@ def plan_init(spec, key=0, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_CHUNK
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     head = len(raw).to_bytes(8, "little") + raw
-    chunked = [t for t in tensors if not t.whole and t.nbytes]
-    buffer_bytes = 0
-    for t in chunked:
-        buffer_bytes = max(buffer_bytes, max(nb for _, nb in chunk_indices(
-            t.shape, normalize_dtype(t.dtype).itemsize, chunk_bytes)))
-        if buffer_bytes == chunk_bytes:
+    # the buffers are as big as the largest chunk needs (a small model does not allocate
+    # chunk_bytes), and at least 64 KiB (or the chunk limit) for the header's pieces
+    largest = 0
+    for t in tensors:
+        if t.nbytes and not t.whole:
+            largest = max(largest, max(nb for _, nb in chunk_indices(
+                t.shape, normalize_dtype(t.dtype).itemsize, chunk_bytes)))
+        elif t.nbytes <= chunk_bytes:        # a whole-matrix tensor that fits is generated in place
+            largest = max(largest, t.nbytes)
+        if largest == chunk_bytes:
             break
-    return Plan(tensors, head, off, chunk_bytes, buffer_bytes * buffers, key.seed, buffers)
+    piece = max(largest, min(chunk_bytes, 1 << 16))
+    buffer_bytes = buffers * _buffer_alloc(piece) + in_flight * largest
+    return Plan(tensors, head, off, chunk_bytes, buffer_bytes, key.seed, buffers, piece, in_flight)
 
 
 # ---------------------------------------------------------------------------
@@ -362,6 +409,16 @@ def render_chunk(task: ChunkTask, out: np.ndarray | None = None) -> np.ndarray:
     if sys.byteorder != "little" and not is_bfloat16(dt):     # pragma: no cover - big-endian hosts
         got = got.astype(dt.newbyteorder("<"))
     return np.ascontiguousarray(got).reshape(-1).view(np.uint8)
+
+
+def render_chunk_fresh(task: ChunkTask) -> np.ndarray:
+    """``render_chunk`` into a new page-aligned anonymous mapping of ``task.nbytes`` (what
+    ``engine="dask"`` runs for each chunk). Unlike a malloc'd array, the mapping goes back to
+    the OS when the result is dropped, so the chunks computed ahead cost exactly their bytes
+    (the allocator keeps no freed multi-MiB blocks in per-thread arenas)."""
+    if not task.nbytes:                           # pragma: no cover - zero-size tensors have no chunks
+        return render_chunk(task)
+    return render_chunk(task, _aligned_buffer(task.nbytes))
 
 
 # ---------------------------------------------------------------------------
@@ -427,13 +484,6 @@ def _start_writeback(fd: int, offset: int, nbytes: int, wait_before: int = 0) ->
             os.posix_fadvise(fd, 0, offset - wait_before, os.POSIX_FADV_DONTNEED)
 
 
-def _write_all(f, data) -> None:
-    mv = memoryview(data).cast("B")
-    while mv:
-        n = f.write(mv)
-        mv = mv[n:]
-
-
 def _progress_bar(enabled: bool, total: int, desc: str):
     if not enabled or not getattr(sys.stderr, "isatty", lambda: False)():
         return None
@@ -445,57 +495,65 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 
 def save_init(spec, path, key, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-              progress: bool = True, engine: str | None = None, client=None) -> dict:
+              progress: bool = True, engine: str | None = None, client=None,
+              max_in_flight: int | None = None) -> dict:
     """Initialize every parameter of ``spec`` from ``key / name`` and write a safetensors file.
 
     ``spec``: as ``init_params`` (``{name: {"shape": [...], "init": "he_normal", **kwargs}}``
-    or ``(shape, init[, kwargs])``); ``dtype`` applies where an entry has no ``"dtype"``.
-    The file equals ``init_params(spec, key, dtype=dtype)`` bit for bit. Memory: two
-    generation buffers of ``chunk_bytes // 2 + 4 KiB`` (one generated while the other is
-    written; see the module docstring for the whole-matrix initializers). ``progress``: a tqdm bar (bytes, rate) when stderr is a terminal.
-    ``engine="dask"`` renders the chunks on a dask cluster (``client`` or the default
-    one) through ``symbreak_fast.dask.map_ordered``; writing stays here, in order.
+    or ``(shape, init[, kwargs])``); ``dtype`` (default bfloat16) applies where an entry has
+    no ``"dtype"``. The file equals ``init_params(spec, key, dtype=dtype)`` bit for bit
+    (note ``init_params``' own default is float32: pass the same dtype).
+
+    Memory: ``chunk_bytes`` bounds every buffer together (``buffer_bytes`` in the result),
+    whatever the model size or the number of cores: two write buffers (one generated while
+    the other is written) and, with ``engine="dask"``, the ``max_in_flight`` chunk results
+    computed ahead; see ``plan_init``, and the module docstring for the whole-matrix
+    initializers. ``progress``: a tqdm bar (bytes, rate) when stderr is a terminal.
+
+    ``engine="dask"`` renders the chunks through ``symbreak_fast.dask.map_ordered`` on
+    ``client`` (a ``distributed.Client``), else on the current / default client if there is
+    one, else on a pool of local threads; at most ``max_in_flight`` (default 2 x the worker
+    threads) chunks are computed ahead; writing stays here, in file order. The file is
+    byte-identical to the local engine's.
 
     Returns ``{"path", "tensors", "params", "bytes" (file size), "chunks", "buffer_bytes",
-    "seconds"}``. Raises before creating anything for a bad spec, a missing or
-    unwritable folder or too little free space; on any error (or KeyboardInterrupt)
-    while writing, the temporary file is removed and ``path`` is untouched.
+    "seconds", "generate_seconds" (generating chunks, or with engine="dask" waiting for
+    them), "write_seconds" (the writer thread in write calls), "stall_seconds" (waiting for
+    a free buffer, i.e. for the disk), "o_direct"}``. Raises before creating anything for a
+    bad spec, a missing or unwritable folder or too little free space; on any error (or
+    KeyboardInterrupt) while writing, the temporary file is removed and ``path`` is
+    untouched.
     """
     t0 = time.perf_counter()
     path = os.fspath(path)
     if engine not in (None, "local", "dask"):
         raise ValueError(f"engine must be None, 'local' or 'dask', got {engine!r}")
-    if client is not None and engine != "dask":
-        raise ValueError("client= is used with engine='dask' only")
-    plan = plan_init(spec, key, dtype=dtype, chunk_bytes=chunk_bytes)
-    folder = _check_target(path, plan.file_bytes)
-    map_ordered = None
+    if (client is not None or max_in_flight is not None) and engine != "dask":
+        raise ValueError("client= and max_in_flight= are used with engine='dask' only")
+    window = 0
     if engine == "dask":
         try:
-            from .dask import map_ordered
+            from .dask import _current_client, default_max_in_flight, map_ordered
         except ImportError as e:
             raise ImportError(f"engine='dask' needs symbreak_fast.dask and dask[distributed] "
                               f"(pip install 'dask[distributed]'): {e}") from e
+        if max_in_flight is not None and (isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int)
+                                          or max_in_flight < 1):
+            raise ValueError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
+        if client is None:
+            client = _current_client()
+        window = max_in_flight or default_max_in_flight(client)
+    plan = plan_init(spec, key, dtype=dtype, chunk_bytes=chunk_bytes, in_flight=window)
+    folder = _check_target(path, plan.file_bytes)
+    results = None if engine != "dask" else map_ordered(render_chunk_fresh, plan.tasks(), client=client,
+                                                        max_in_flight=window)
 
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     bar = None
-    chunks = 0
     try:
         with os.fdopen(fd, "wb", buffering=0) as f:
             bar = _progress_bar(progress, plan.file_bytes, os.path.basename(path))
-            if map_ordered is not None:
-                _write_all(f, plan.header)
-                if bar is not None:
-                    bar.update(len(plan.header))
-                for data in map_ordered(render_chunk, list(plan.tasks()), client=client):
-                    _write_all(f, data)
-                    chunks += 1
-                    if bar is not None:
-                        bar.update(memoryview(data).nbytes)
-                if f.tell() != plan.file_bytes:      # pragma: no cover - a worker bug
-                    raise RuntimeError(f"wrote {f.tell()} bytes, the header promises {plan.file_bytes}")
-            else:
-                _, chunks = _write_pipelined(f.fileno(), plan, bar, direct=USE_O_DIRECT)
+            stats = _write_pipelined(f.fileno(), plan, bar, direct=USE_O_DIRECT, results=results)
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -506,6 +564,8 @@ def save_init(spec, path, key, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_C
             pass
         raise
     finally:
+        if results is not None:
+            results.close()             # cancels what is still computing ahead
         if bar is not None:
             bar.close()
     try:                                # make the rename itself durable
@@ -517,8 +577,9 @@ def save_init(spec, path, key, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_C
     except OSError:                     # pragma: no cover - e.g. filesystems without dir fsync
         pass
     return {"path": path, "tensors": len(plan.tensors), "params": plan.params, "bytes": plan.file_bytes,
-            "chunks": chunks,
-            "buffer_bytes": _pipeline_bytes(plan)[1] if map_ordered is None else 0, "seconds": time.perf_counter() - t0}
+            "chunks": stats["chunks"], "buffer_bytes": plan.buffer_bytes, "seconds": time.perf_counter() - t0,
+            "generate_seconds": stats["generate"], "write_seconds": stats["write"],
+            "stall_seconds": stats["stall"], "o_direct": stats["direct"]}
 
 
 #: write with O_DIRECT where the filesystem allows it (see _write_pipelined)
@@ -527,9 +588,9 @@ _ALIGN = 4096      # O_DIRECT: file offsets, lengths and buffer addresses aligne
 
 
 def _aligned_buffer(nbytes: int) -> np.ndarray:
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % _ALIGN
-    return raw[start:start + nbytes]
+    """A page-aligned uint8 array of exactly ``nbytes`` (anonymous mmap: no alignment slack,
+    returned to the OS when the array is freed)."""
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
 
 
 def _pwrite_all(fd: int, mv: memoryview, offset: int) -> None:
@@ -552,16 +613,13 @@ def _set_direct(fd: int, on: bool) -> bool:
     return True
 
 
-def _pipeline_bytes(plan: Plan) -> tuple[int, int]:
-    """(bytes of chunk data per buffer, bytes allocated for all buffers)."""
-    piece = max(plan.buffer_bytes // plan.buffers, min(plan.chunk_bytes, 1 << 16))
-    return piece, plan.buffers * (piece + _ALIGN)
-
-
-def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int, int]:
+def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True, results=None) -> dict:
     """Write header and data of ``plan`` to ``fd`` (an empty file), generating chunk i+1
-    while chunk i is written: ``plan.buffers`` reusable buffers, a writer thread, file
-    order kept. Returns (data bytes, chunks).
+    while chunk i is written: ``plan.buffers`` reusable buffers of ``plan.piece`` bytes
+    (+ carry), a writer thread, file order kept. ``results``: an iterator of the chunks'
+    bytes in task order (engine="dask"), copied through the same buffers instead of
+    generated into them. Returns {"chunks", "generate", "write", "stall" (seconds),
+    "direct" (O_DIRECT used to the end)}.
 
     Where the filesystem allows it (Linux ext4/xfs/...; not tmpfs) the file is written
     with O_DIRECT: no copy into the page cache (on a small machine that copy costs as
@@ -571,13 +629,15 @@ def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int
     are written after O_DIRECT is switched off. Without O_DIRECT (or if the first direct
     write is refused) the same writes go through the page cache, with writeback started
     early (``_start_writeback``)."""
-    piece, _ = _pipeline_bytes(plan)
+    piece = plan.piece
     free: queue.Queue = queue.Queue()
     for _ in range(plan.buffers):
-        free.put(_aligned_buffer(piece + _ALIGN))
+        free.put(_aligned_buffer(_buffer_alloc(piece)))
     todo: queue.Queue = queue.Queue()
     errors: list = []
     mode = {"direct": direct and _set_direct(fd, True)}
+    times = {"generate": 0.0, "write": 0.0, "stall": 0.0}
+    clock = time.perf_counter
 
     def write(buf, n, off):
         mv = memoryview(buf)[:n]
@@ -601,7 +661,9 @@ def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int
             buf, n, off = item
             try:
                 if not errors and n:
+                    t = clock()
                     write(buf, n, off)
+                    times["write"] += clock() - t
                     if bar is not None:
                         bar.update(n)
             except BaseException as e:  # noqa: BLE001 - handed to the main thread, re-raised there
@@ -624,7 +686,9 @@ def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int
         pos += w
 
     def take():
+        t = clock()
         buf = free.get()
+        times["stall"] += clock() - t
         if errors:
             raise _Stop
         buf[:len(carry)] = np.frombuffer(carry, dtype=np.uint8)
@@ -639,16 +703,31 @@ def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int
             buf[c:c + part.size] = part
             submit(buf, c + part.size)
 
+    def timed(fn, *args):
+        t = clock()
+        try:
+            return fn(*args)
+        finally:
+            times["generate"] += clock() - t
+
     try:
         feed(plan.header)
         for task in plan.tasks():
             chunks += 1
+            if results is not None:              # computed elsewhere (engine="dask"): copy it in
+                data = timed(next, results)
+                if data.nbytes != task.nbytes:   # pragma: no cover - a worker bug
+                    raise RuntimeError(f"chunk {chunks} of {task.name!r}: got {data.nbytes} bytes, "
+                                       f"expected {task.nbytes}")
+                feed(data)
+                del data
+                continue
             if task.nbytes > piece:              # a whole-matrix initializer bigger than a buffer
-                feed(render_chunk(task))
+                feed(timed(render_chunk, task))
                 continue
             buf = take()
             c = len(carry)
-            render_chunk(task, buf[c:])
+            timed(render_chunk, task, buf[c:])
             submit(buf, c + task.nbytes)
     except _Stop:
         pass
@@ -657,6 +736,7 @@ def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int
         th.join()
     if errors:
         raise errors[0]
+    o_direct = mode["direct"]                    # every whole block went out with O_DIRECT
     if carry:
         _set_direct(fd, False)
         mode["direct"] = False
@@ -666,7 +746,7 @@ def _write_pipelined(fd: int, plan: Plan, bar, direct: bool = True) -> tuple[int
         pos += len(carry)
     if pos != plan.file_bytes:                   # pragma: no cover - a planning bug
         raise RuntimeError(f"wrote {pos} bytes, the header promises {plan.file_bytes}")
-    return pos - len(plan.header), chunks
+    return {"chunks": chunks, "direct": o_direct, **times}
 
 
 class _Stop(Exception):

@@ -16,8 +16,8 @@ computed from the full shape, never the chunk's.
     h = sbd.he_normal((4096, 4096), sbf.Key(0) / "h", dtype="bfloat16")   # any registered initializer
     w.sum().compute()             # runs on the current distributed Client, if any
 
-``orthogonal`` and ``sparse`` have a global property: each chunk computes the whole
-matrix (as their ``index=`` does) and keeps its slice, so chunking them saves memory
+``orthogonal``, ``sparse`` and ``dirac`` have a global property: each chunk computes the
+whole tensor (as their ``index=`` does) and keeps its slice, so chunking them saves memory
 on no worker and multiplies the work; use one chunk (``chunks=-1``) for them.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ import inspect
 import itertools
 import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import dask.array as da
@@ -40,11 +41,12 @@ from ._request import normalize_dtype
 from . import init as _init
 from . import random as _random
 
-__all__ = ["from_initializer", "random_bits", "uniform", "normal", "truncated_normal", "map_ordered"]
+__all__ = ["from_initializer", "random_bits", "uniform", "normal", "truncated_normal", "map_ordered",
+           "default_max_in_flight"]
 
 # initializers whose index= computes the whole tensor (a global property): not validated
-# eagerly with an empty index, since that would compute the whole matrix on the client
-_GLOBAL = (_init.orthogonal, _init.sparse)
+# eagerly with an empty index, since that would compute the whole tensor on the client
+_GLOBAL = (_init.orthogonal, _init.sparse, _init.dirac)
 
 
 # ---------------------------------------------------------------------------
@@ -147,7 +149,15 @@ def from_initializer(fn_or_name, shape, key, *args, chunks="auto", dtype="float3
     kw = dict(kwargs, dtype=dtype)
     if backend is not None:
         kw["backend"] = backend
-    if fn in _GLOBAL:
+    if fn is _init.dirac:
+        # key-less; its checks (rank, groups, layout, divisibility) depend only on the channel
+        # dims, so probe a copy whose kernel dims are 1 (out x in floats, not the whole kernel)
+        lay = kw.get("layout", "oi")
+        probe = tuple(shape[:2]) + (1,) * (len(shape) - 2) if lay == "oi" else \
+            (1,) * (len(shape) - 2) + tuple(shape[-2:])
+        fn(probe if 3 <= len(shape) <= 5 else shape, None, *args, **kw)
+        dt = normalize_dtype(dtype)
+    elif fn in _GLOBAL:
         if words is None:
             raise TypeError(f"{label} needs a key (a symbreak_fast.Key or an int seed), got None")
         dt = normalize_dtype(dtype)
@@ -234,49 +244,69 @@ def _current_client():
         return None
 
 
+def _cpu_threads() -> int:
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def default_max_in_flight(client=None) -> int:
+    """``map_ordered``'s default window: 2 x the worker threads of ``client`` (a
+    ``distributed.Client``), or 2 x the local threads (Dask's ``num_workers`` setting, else the
+    CPU count) for ``client=None``. (Not the current client: resolve that first.)"""
+    if client is None:
+        return 2 * _cpu_threads()
+    return 2 * max(1, sum(client.nthreads().values()))
+
+
 def map_ordered(func, tasks, client=None, max_in_flight=None):
-    """Yield ``func(task)`` for every task, in task order, computing ahead on Dask.
+    """Yield ``func(task)`` for every task, in task order, computing ahead.
 
     ``client``: a ``distributed.Client``; None uses the current one (``with client.as_current()``
-    or the default client) if there is one, else Dask's local threaded scheduler (tasks
-    computed ``max_in_flight`` at a time with ``dask.delayed``). At most
-    ``max_in_flight`` results (default 2 x the number of workers / threads) are submitted
-    and not yet consumed at any time, counting the one being yielded. ``func`` and the
-    tasks must be picklable for a cluster with process workers. Closing the iterator
-    early cancels what is still running.
+    or the default client) if there is one, else a pool of local threads (Dask's
+    ``num_workers`` setting, else the CPU count). At most ``max_in_flight`` tasks (default
+    ``default_max_in_flight(client)``: 2 x the worker threads) are submitted and not yet
+    consumed at any time, counting the result being yielded (consumed when the iterator is
+    resumed): so at most ``max_in_flight`` results exist at once, on the workers or here,
+    whatever the number of tasks or cores. ``func`` and the tasks must be picklable for a
+    cluster with process workers. Closing the iterator early (or an error in ``func``)
+    cancels what has not started and waits for what is running (local threads) or cancels
+    it (cluster).
     """
     if client is None:
         client = _current_client()
     if max_in_flight is not None and (isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int)
                                       or max_in_flight < 1):
         raise ValueError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
+    if max_in_flight is None:
+        max_in_flight = default_max_in_flight(client)
     if client is None:
         return _map_threads(func, tasks, max_in_flight)
     return _map_client(func, tasks, client, max_in_flight)
 
 
 def _map_threads(func, tasks, max_in_flight):
-    if max_in_flight is None:
-        n = dask.config.get("num_workers", None) or os.cpu_count() or 1
-        max_in_flight = 2 * int(n)
     it = iter(tasks)
-    while True:
-        window = list(itertools.islice(it, max_in_flight))
-        if not window:
-            return
-        results = list(dask.compute(*[dask.delayed(func, pure=False, traverse=False)(t) for t in window],
-                                    scheduler="threads"))
-        del window
-        while results:
-            r = results.pop(0)
-            yield r
+    pending = deque()
+    pool = ThreadPoolExecutor(max_workers=min(_cpu_threads(), max_in_flight), thread_name_prefix="map_ordered")
+    try:
+        while True:
+            # the result yielded last was consumed: refill to the window
+            while len(pending) < max_in_flight:
+                t = next(it, _END)
+                if t is _END:
+                    break
+                pending.append(pool.submit(func, t))
+            if not pending:
+                return
+            fut = pending.popleft()
+            r = fut.result()
+            del fut
+            yield r            # alive now: r and len(pending) <= max_in_flight - 1 others
             del r
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _map_client(func, tasks, client, max_in_flight):
-    if max_in_flight is None:
-        n = len(client.scheduler_info().get("workers", {})) or 1
-        max_in_flight = 2 * n
     it = iter(tasks)
     pending = deque()
     try:

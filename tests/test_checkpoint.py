@@ -2,16 +2,25 @@
 chunked with bounded buffers, atomic, with clear errors. Small specs only (fast)."""
 import collections
 import errno
+import gc
+import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 import types
+import warnings
+import weakref
 
 import numpy as np
 import pytest
 
 import symbreak_fast as sbf
 from symbreak_fast import checkpoint as C
+from symbreak_fast._request import dtype_name
 from symbreak_fast.cli import main
 
 safetensors = pytest.importorskip("safetensors")
@@ -39,8 +48,8 @@ def _bits(a):
 
 
 def _read(path):
-    """{name: raw bits as uint arrays}: numpy loader for F16/F32/F64, torch (or the raw
-    bytes via safe_open's header) for BF16, which safetensors.numpy cannot represent."""
+    """{name: raw bits as uint arrays}, {header}: the file parsed by hand from its header,
+    independently of the safetensors library."""
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(n))
@@ -56,20 +65,24 @@ def _read(path):
 
 
 def _check_equal(path, spec, key, dtype):
+    """The file equals init_params(spec, key, dtype=dtype) bit for bit, read three ways: by
+    hand, with safetensors' numpy loader (BF16 comes back as ml_dtypes.bfloat16, the dtype
+    symbreak_fast returns) and with its torch loader."""
     ref = sbf.init_params(spec, key, dtype=dtype)
     raw, header = _read(path)
     assert set(raw) == set(ref)
     for name, arr in ref.items():
         np.testing.assert_array_equal(raw[name], _bits(arr), err_msg=name)
-    # the official loaders agree
-    if dtype != "bfloat16":
-        plain = {k: v for k, v in np_load(path).items()}
-        for name, arr in ref.items():
-            np.testing.assert_array_equal(_bits(plain[name]), _bits(arr), err_msg=name)
+    plain = np_load(path)
+    assert set(plain) == set(ref)
+    for name, arr in ref.items():
+        assert plain[name].dtype == arr.dtype and plain[name].shape == arr.shape, name
+        np.testing.assert_array_equal(_bits(plain[name]), _bits(arr), err_msg=name)
     if torch is not None:
         t = torch_load(path)
         for name, arr in ref.items():
             v = t[name]
+            assert v.dtype == getattr(torch, dtype_name(arr.dtype)) and tuple(v.shape) == arr.shape, name
             got = v.view(torch.int16).numpy().view(np.uint16) if v.dtype == torch.bfloat16 else _bits(v.numpy())
             np.testing.assert_array_equal(got, _bits(arr), err_msg=name)
     return header
@@ -120,12 +133,134 @@ def test_buffers_are_bounded_and_reused(tmp_path):
     got = C.render_chunk(t, buf)
     assert got.nbytes == t.nbytes and np.shares_memory(got, buf)          # generated in place
     assert bytes(C.render_chunk(t)) == bytes(got)                          # and as a fresh array
+    # a tiny budget (under 8 KiB per buffer) gets the carry room and page rounding on top
     r = C.save_init(SPEC, tmp_path / "m.safetensors", 0, chunk_bytes=64, progress=False)
-    assert r["buffer_bytes"] <= 64 + 2 * C._ALIGN
+    assert r["buffer_bytes"] == 2 * 2 * C._ALIGN
     big = {"w": {"shape": [4096, 64], "init": "normal"}}                    # 512 KiB of bfloat16
     r = C.save_init(big, tmp_path / "b.safetensors", 0, chunk_bytes=1 << 17, progress=False)
-    assert r["buffer_bytes"] <= (1 << 17) + 2 * C._ALIGN and r["chunks"] == 8
+    rows = ((1 << 16) - C._ALIGN) // (64 * 2)                               # rows per 60 KiB chunk
+    assert r["buffer_bytes"] <= 1 << 17 and r["chunks"] == -(-4096 // rows)
     _check_equal(tmp_path / "b.safetensors", big, 0, "bfloat16")
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 17, 3_000_001, 1 << 20])
+@pytest.mark.parametrize("in_flight", [0, 1, 5])
+def test_allocated_buffers_stay_within_chunk_bytes(tmp_path, monkeypatch, chunk_bytes, in_flight):
+    """The bytes really allocated for the buffers (not only the plan's number) stay within
+    chunk_bytes, with the results computed ahead counted (engine="dask", local threads)."""
+    if in_flight:
+        pytest.importorskip("symbreak_fast.dask")
+    spec = {"a": {"shape": [3, 1000, 700], "init": "normal"},            # 4.2 MB: many chunks
+            "b": {"shape": [123457], "init": "uniform"},
+            "c": {"shape": [9, 4099], "init": "ones", "dtype": "float32"}}
+    plan = C.plan_init(spec, 0, chunk_bytes=chunk_bytes, in_flight=in_flight)
+    assert max(t.nbytes for t in plan.tasks()) <= plan.chunk_bytes
+    assert plan.buffer_bytes <= chunk_bytes
+    # every buffer and chunk result is an _aligned_buffer: track the bytes alive at once
+    real, lock, live = C._aligned_buffer, threading.Lock(), {"now": 0, "peak": 0}
+
+    def freed(n):
+        with lock:
+            live["now"] -= n
+
+    def tracked(n):
+        a = real(n)
+        with lock:
+            live["now"] += n
+            live["peak"] = max(live["peak"], live["now"])
+        weakref.finalize(a, freed, n)
+        return a
+
+    monkeypatch.setattr(C, "_aligned_buffer", tracked)
+    r = C.save_init(spec, tmp_path / "m.safetensors", 0, chunk_bytes=chunk_bytes, progress=False,
+                    **({"engine": "dask", "max_in_flight": in_flight} if in_flight else {}))
+    gc.collect()
+    assert live["now"] == 0
+    assert 0 < live["peak"] <= r["buffer_bytes"] == plan.buffer_bytes <= chunk_bytes
+    _check_equal(tmp_path / "m.safetensors", spec, 0, "bfloat16")
+
+
+def test_default_budget_is_exact_and_whole_matrices_warn():
+    # 1 GiB of bfloat16 rows of 16 KiB: the default 256 MiB budget is not exceeded by a byte
+    big = {"w": {"shape": [65536, 8192], "init": "normal"}}
+    for in_flight in (0, 4, 32):
+        plan = C.plan_init(big, 0, validate=False, in_flight=in_flight)
+        assert plan.buffer_bytes <= C.DEFAULT_CHUNK_BYTES
+        assert plan.chunk_bytes == (C.DEFAULT_CHUNK_BYTES // (2 + in_flight) // C._ALIGN - 1) * C._ALIGN
+    assert C.plan_init(big, 0, validate=False).buffer_bytes > C.DEFAULT_CHUNK_BYTES - (1 << 20)   # and is used
+    with pytest.warns(ResourceWarning, match="orthogonal computes the whole"):
+        C.plan_init({"r": {"shape": [64, 64], "init": "orthogonal"}}, 0, chunk_bytes=1 << 14)   # 8 KiB > a buffer
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        C.plan_init({"r": {"shape": [64, 64], "init": "orthogonal"}}, 0, chunk_bytes=1 << 20)
+
+
+MEMORY_CHILD = r"""
+import json, os, sys
+import symbreak_fast as sbf
+from symbreak_fast import checkpoint as C
+from symbreak_fast._request import dtype_name
+
+def status(field):                     # bytes, from /proc/self/status (Linux)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+
+def reset_peak():                      # VmHWM := VmRSS (Linux >= 4.0, /proc/PID/clear_refs "5")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return status("VmRSS:")
+
+engine, folder, chunk = sys.argv[1] or None, sys.argv[2], int(sys.argv[3])
+spec = json.loads(sys.argv[4])
+kw = {"engine": engine} if engine else {}
+# warm-up on the same initializers, dtypes and chunk kinds (whole and sliced), so every kernel
+# is loaded (compiled if the cache is cold) before the measurement; numba, as the auto rule
+# picks for big chunks (the NumPy reference makes working arrays of about the chunk's size)
+warm = {k: dict(v, shape=[64] * len(v["shape"])) for k, v in spec.items()}
+with sbf.use_backend("numba"):
+    C.save_init(warm, os.path.join(folder, "warm.safetensors"), 1, chunk_bytes=6 * 8192, progress=False, **kw)
+base = reset_peak()
+r = C.save_init(spec, os.path.join(folder, "m.safetensors"), 1, chunk_bytes=chunk, progress=False, **kw)
+growth = status("VmHWM:") - base
+# the meter itself: materializing the largest tensor once must show up in full
+name = "a.weight"                      # 128 MiB of bfloat16
+base2 = reset_peak()
+whole = sbf.init_params({name: spec[name]}, 1, dtype="bfloat16")[name]
+control = status("VmHWM:") - base2
+print(json.dumps({"growth": growth, "control": control, "whole": whole.nbytes, "buffer_bytes": r["buffer_bytes"],
+                  "bytes": r["bytes"]}))
+"""
+
+# 448 MiB in four tensors of 64-128 MiB, every one >> the 16 MiB budget
+MEMORY_SPEC = {"a.weight": {"shape": [8192, 8192], "init": "normal", "std": 0.02},          # 128 MiB bf16
+               "b.weight": {"shape": [4096, 16384], "init": "he_normal"},                    # 128 MiB bf16
+               "c.weight": {"shape": [2048, 16384], "init": "uniform", "dtype": "float32"},  # 128 MiB f32
+               "d.weight": {"shape": [1 << 25], "init": "ones"}}                            # 64 MiB bf16
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status and clear_refs")
+@pytest.mark.parametrize("engine", ["", "dask"])
+def test_peak_rss_is_bounded_by_chunk_bytes(tmp_path, engine):
+    """Measured, not planned: peak RSS growth of save_init in a fresh process (VmHWM after
+    resetting it, minus VmRSS before) on 448 MiB of tensors with chunk_bytes = 16 MiB stays
+    <= 1.5 x chunk_bytes + 8 MiB. The 8 MiB: the writer (and pool) threads' stacks, the
+    OpenMP team's per-thread state, Python objects and malloc bookkeeping; measured 3.5-4.5
+    MiB on the development machine for both engines (growth 19.5-20.5 MiB). Any tensor
+    materialized whole would add >= 64 MiB, and the control measurement in the same process
+    (one 128 MiB tensor made by init_params) shows the meter sees it."""
+    pytest.importorskip("numba")
+    if engine:
+        pytest.importorskip("symbreak_fast.dask")
+    chunk = 16 << 20
+    r = subprocess.run([sys.executable, "-c", MEMORY_CHILD, engine, str(tmp_path), str(chunk),
+                        json.dumps(MEMORY_SPEC)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    assert m["bytes"] > 448 * 2**20 and m["buffer_bytes"] <= chunk
+    assert m["control"] >= m["whole"] == 128 * 2**20          # the meter sees a whole tensor
+    assert m["growth"] <= 1.5 * chunk + 8 * 2**20, f"peak RSS grew by {m['growth'] / 2**20:.1f} MiB"
 
 
 def test_metadata_reproduces_the_file(tmp_path):
@@ -224,18 +359,28 @@ def test_bad_specs(tmp_path):
         C.load_spec(tmp_path / "noshape.yaml")
 
 
-def test_dask_engine(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "symbreak_fast.dask", None)
-    with pytest.raises(ImportError, match="engine='dask' needs"):
-        C.save_init(SPEC, tmp_path / "m.safetensors", 0, engine="dask", progress=False)
-    seen = []
-    fake = types.ModuleType("symbreak_fast.dask")
-    fake.map_ordered = lambda func, tasks, client=None, max_in_flight=None: (seen.append(1) or func(t)
-                                                                                for t in tasks)
-    monkeypatch.setitem(sys.modules, "symbreak_fast.dask", fake)
-    C.save_init(SPEC, tmp_path / "m.safetensors", 9, engine="dask", chunk_bytes=64, progress=False)
-    assert len(seen) > 5
-    _check_equal(tmp_path / "m.safetensors", SPEC, 9, "bfloat16")
+def test_dask_engine_local_threads(tmp_path, monkeypatch):
+    """engine="dask" without a client: the real map_ordered on local threads, byte-identical
+    to the local engine; its window counts against chunk_bytes."""
+    with pytest.raises(ValueError, match="engine='dask' only"):
+        C.save_init(SPEC, tmp_path / "m.safetensors", 0, max_in_flight=2, progress=False)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "symbreak_fast.dask", None)
+        with pytest.raises(ImportError, match="engine='dask' needs"):
+            C.save_init(SPEC, tmp_path / "m.safetensors", 0, engine="dask", progress=False)
+    assert os.listdir(tmp_path) == []
+    sbd = pytest.importorskip("symbreak_fast.dask")
+    assert sbd._current_client() is None
+    spec = dict(SPEC, big={"shape": [300, 301], "init": "truncated_normal"})   # 180 KB: many chunks
+    local = tmp_path / "local.safetensors"
+    C.save_init(spec, local, 9, chunk_bytes=1 << 16, progress=False)
+    for window in (None, 1, 3):
+        out = tmp_path / f"dask{window}.safetensors"
+        r = C.save_init(spec, out, 9, engine="dask", chunk_bytes=1 << 16, progress=False, max_in_flight=window)
+        assert out.read_bytes() == local.read_bytes()
+        assert r["chunks"] > 10 and r["buffer_bytes"] <= 1 << 16
+    with pytest.raises(ValueError, match="max_in_flight"):
+        C.save_init(spec, out, 9, engine="dask", max_in_flight=0, progress=False)
 
 
 def test_cli_spec_files_end_to_end(tmp_path, capsys):
@@ -273,24 +418,144 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
-def test_cli_preset(tmp_path, capsys, monkeypatch):
-    calls = []
+TINY_LLAMA_FLAGS = ["--hidden", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--intermediate", "48",
+                    "--vocab", "40"]
 
-    def fake_preset(name, **config):
-        calls.append((name, config))
-        if name != "mlp":
-            raise ValueError(f"unknown preset {name!r}; valid presets: mlp")
-        return {"layers.0.weight": {"shape": [4, 3], "init": "he_normal"},
-                "layers.0.bias": {"shape": [3], "init": "zeros"}}
 
-    mod = types.ModuleType("symbreak_fast.presets")
-    mod.preset = fake_preset
-    monkeypatch.setitem(sys.modules, "symbreak_fast.presets", mod)
-    monkeypatch.setattr(sbf, "presets", mod, raising=False)
-    out = tmp_path / "mlp.safetensors"
-    assert main(["init", "--preset", "mlp", "--sizes", "4,3", "--hidden", "3", "--set", "bias=true",
-                 "--out", str(out), "--seed", "11"]) == 0
-    assert calls[-1] == ("mlp", {"sizes": [4, 3], "hidden": 3, "bias": True})
-    _check_equal(out, fake_preset("mlp"), 11, "bfloat16")
+def _llama_total(d, L, h, kv, ff, V, tied=False):
+    """Llama parameter count from the architecture (embedding, per-layer q/k/v/o, gate/up/down
+    and two norms, final norm, untied head)."""
+    hd = d // h
+    return V * d * (1 if tied else 2) + L * (d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * ff + 2 * d) + d
+
+
+def _table_names(out):
+    return [line.split()[0] for line in out.splitlines() if line[:1].isalpha() and "." in line.split()[0]]
+
+
+def test_cli_preset_llama_dry_run_and_set(tmp_path, capsys):
+    assert main(["init", "--preset", "llama", *TINY_LLAMA_FLAGS, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    total = _llama_total(32, 2, 4, 2, 48, 40)
+    assert f"{total:,} parameters" in out and f"total: {3 + 9 * 2} tensors" in out
+    names = _table_names(out)
+    assert names[0] == "model.embed_tokens.weight" and names[-1] == "lm_head.weight"
+    assert "model.layers.1.self_attn.k_proj.weight" in names
+    row = next(line for line in out.splitlines() if line.startswith("model.layers.0.self_attn.k_proj.weight"))
+    assert "16x32" in row and "normal(mean=0.0, std=0.02)" in row and "bfloat16" in row   # kv_heads * 8 = 16
+    # --set: any other config entry, typed by the preset's option table
+    assert main(["init", "--preset", "llama", *TINY_LLAMA_FLAGS, "--set", "tie_embeddings=true",
+                 "--set", "initializer_range=0.01", "--dry-run", "--dtype", "f32"]) == 0
+    out = capsys.readouterr().out
+    assert "lm_head.weight" not in out and f"{_llama_total(32, 2, 4, 2, 48, 40, tied=True):,} parameters" in out
+    assert "std=0.01" in out and "std=0.02" not in out and "float32" in out
+    assert os.listdir(tmp_path) == []
+    for bad, msg in ((["--set", "tie_embeddings=maybe"], "a bool"), (["--set", "hiden=3"], "unknown config key"),
+                     (["--context", "64"], "unknown config key")):
+        assert main(["init", "--preset", "llama", *TINY_LLAMA_FLAGS, *bad, "--dry-run"]) == 2
+        assert msg in capsys.readouterr().err
     assert main(["init", "--preset", "gpt9", "--dry-run"]) == 2
     assert "unknown preset 'gpt9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["init", "--preset", "llama", "--set", "novalue", "--dry-run"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cli_preset_mlp_sizes_writes_the_real_preset(tmp_path, capsys):
+    out = tmp_path / "mlp.safetensors"
+    assert main(["init", "--preset", "mlp", "--sizes", "6,10,3", "--set", "activation=tanh", "--out", str(out),
+                 "--seed", "11", "--no-progress"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    expected = {"layers.0.weight": {"shape": [6, 10], "init": "xavier_uniform", "gain": 1.0, "layout": "io"},
+                "layers.0.bias": {"shape": [10], "init": "zeros"},
+                "layers.1.weight": {"shape": [10, 3], "init": "xavier_uniform", "gain": 1.0, "layout": "io"},
+                "layers.1.bias": {"shape": [3], "init": "zeros"}}
+    _check_equal(out, expected, 11, "bfloat16")
+    assert main(["init", "--preset", "mlp", "--sizes", "6,x", "--dry-run"]) == 2
+    assert "sizes" in capsys.readouterr().err
+
+
+def test_cli_tiny_llama_preset_file_reads_back(tmp_path, capsys):
+    from symbreak_fast.presets import preset
+    out = tmp_path / "llama.safetensors"
+    assert main(["init", "--preset", "llama", *TINY_LLAMA_FLAGS, "-o", str(out), "--seed", "2024",
+                 "--chunk-mb", "0.01", "--no-progress"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    spec = preset("llama", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=48, vocab=40)
+    header = _check_equal(out, spec, 2024, "bfloat16")
+    meta = header["__metadata__"]
+    assert meta["symbreak_fast.seed"] == "2024"
+    _check_equal(out, json.loads(meta["symbreak_fast.params"]), 2024, "float32")   # metadata carries dtypes
+    assert sum(int(np.prod(v["shape"])) for k, v in header.items() if k != "__metadata__") == \
+        _llama_total(32, 2, 4, 2, 48, 40)
+
+
+class _FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"params": SPEC}))
+    out = tmp_path / "m.safetensors"
+    assert main(["init", str(spec_file), "-o", str(out)]) == 0            # capsys' stderr is not a TTY
+    assert capsys.readouterr().err == ""
+    tty = _FakeTTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main(["init", str(spec_file), "-o", str(out), "--chunk-mb", "0.0001"]) == 0
+    bar = tty.getvalue()
+    size = os.path.getsize(out)
+    k = f"{size / 1024:.3g}k"                       # tqdm's unit_scale with unit_divisor 1024
+    assert "m.safetensors" in bar and "100%" in bar and f"{k}/{k}" in bar and "B/s" in bar, bar
+    tty.truncate(0)
+    assert main(["init", str(spec_file), "-o", str(out), "--no-progress"]) == 0
+    assert tty.getvalue() == ""
+
+
+def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"params": SPEC}))
+    real, calls = C.render_chunk, []
+
+    def interrupted(task, out=None):
+        calls.append(task)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(task, out)
+
+    monkeypatch.setattr(C, "render_chunk", interrupted)
+    target = tmp_path / "m.safetensors"
+    assert main(["init", str(spec_file), "-o", str(target), "--chunk-mb", "0.0001", "--no-progress"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]
+    target.write_bytes(b"previous")
+    calls.clear()
+    assert main(["init", str(spec_file), "-o", str(target), "--chunk-mb", "0.0001", "--no-progress"]) == 130
+    assert target.read_bytes() == b"previous" and not _leftovers(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
+def test_cli_real_sigint_mid_write(tmp_path):
+    """A real Ctrl-C (SIGINT) while the file is being written: exit status 130, no target,
+    no temporary file."""
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"params": {"w": {"shape": [32768, 16384], "init": "normal"}}}))  # 1 GiB
+    target = tmp_path / "m.safetensors"
+    p = subprocess.Popen([sys.executable, "-m", "symbreak_fast.cli", "init", str(spec_file), "-o", str(target),
+                          "--chunk-mb", "16", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(os.path.getsize(tmp_path / n) > 0 for n in _leftovers(tmp_path)):
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no temporary file appeared"
+            time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, (out, err)
+    assert "interrupted" in err
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]

@@ -94,6 +94,19 @@ def test_keyless_initializers_and_names():
     assert {"he_normal", "orthogonal", "normal", "map_ordered"} <= set(dir(sbd))
 
 
+def test_dirac_is_whole_tensor_and_checked_on_the_client():
+    # dirac builds the whole kernel for any index=: one piece per chunk, the same bits
+    a = sbd.dirac((6, 4, 3, 3), groups=2, chunks=(4, 3, 3, 3))
+    assert_same_bits(a.compute(scheduler="threads"), sbf.dirac((6, 4, 3, 3), groups=2))
+    b = sbd.dirac((3, 3, 4, 8), layout="io", chunks=(2, 3, 4, 5), dtype="bfloat16")
+    assert_same_bits(b.compute(scheduler="threads"), sbf.dirac((3, 3, 4, 8), layout="io", dtype="bfloat16"))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        sbd.dirac((6, 4, 3, 3), groups=4)
+    with pytest.raises(ValueError, match="3-, 4- or 5-D"):
+        sbd.dirac((6, 4))
+    assert sbf.init.dirac in sbd._GLOBAL
+
+
 def test_init_params_engine_dask_threads():
     spec = {"emb": ((50, 24), "normal", {"std": 0.02}), "w": {"shape": [24, 40], "init": "he_uniform"},
             "b": ((40,), "zeros"), "ln": ((24,), "ones", {"dtype": "float64"})}
@@ -131,6 +144,12 @@ def _check_ordered(results, n, d, bound):
 def test_map_ordered_threads(tmp_path):
     _check_ordered(sbd.map_ordered(_record_start, [(i, str(tmp_path)) for i in range(11)], max_in_flight=3),
                    11, str(tmp_path), 3)
+    # the default window is 2 x the local threads, whatever the number of tasks
+    n = sbd.default_max_in_flight()
+    assert n == 2 * (os.cpu_count() or 1)
+    d = tmp_path / "default"
+    d.mkdir()
+    _check_ordered(sbd.map_ordered(_record_start, [(i, str(d)) for i in range(3 * n)]), 3 * n, str(d), n)
     assert list(sbd.map_ordered(abs, iter([-1, 2, -3]))) == [1, 2, 3]
     assert list(sbd.map_ordered(abs, [])) == []
     with pytest.raises(ValueError, match="max_in_flight"):
@@ -167,9 +186,12 @@ def test_cluster_bits(client, dtype):
 
 
 def test_cluster_large_chunks_use_numba_on_workers(client):
-    # chunks above the auto threshold: the workers choose numba themselves
-    a = sbd.uniform((3, 2 ** 17 + 5), KEY, chunks=(2, 2 ** 16 + 3))
-    assert_same_bits(client.compute(a, sync=True), sbf.uniform((3, 2 ** 17 + 5), KEY))
+    # chunks above the auto threshold (read from _dispatch, which owns it): the workers choose
+    # numba themselves
+    from symbreak_fast import _dispatch
+    n = _dispatch.NUMBA_MIN_ELEMENTS + 5
+    a = sbd.uniform((2, n), KEY, chunks=(1, -1))
+    assert_same_bits(client.compute(a, sync=True), sbf.uniform((2, n), KEY))
     loaded = client.run(lambda: "symbreak_fast.backends.numba_cpu" in sys.modules)
     assert any(loaded.values()), loaded
 
@@ -198,3 +220,44 @@ def test_map_ordered_cluster(client, tmp_path):
 
 def _pid(_):
     return os.getpid()
+
+
+def _raw_tensors(path):
+    """{name: raw bits} of a safetensors file, read with the header alone (any dtype)."""
+    import json
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = f.read()
+    width = {"BF16": np.uint16, "F16": np.uint16, "F32": np.uint32, "F64": np.uint64}
+    return {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], width[v["dtype"]]).reshape(v["shape"])
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def test_save_init_on_the_cluster(client, tmp_path):
+    """save_init(engine="dask") with the chunks rendered in the 2 worker processes: the file is
+    byte-identical to the in-memory save_init and equals init_params bit for bit."""
+    from symbreak_fast.checkpoint import save_init
+    spec = {"embed": {"shape": [300, 64], "init": "normal", "std": 0.02},          # 38 KB: several chunks
+            "fc.weight": {"shape": [5, 33, 40], "init": "he_normal", "layout": "oi"},
+            "fc.bias": {"shape": [40], "init": "zeros"},
+            "rnn.weight": {"shape": [24, 16], "init": "orthogonal"},
+            "head": {"shape": [17, 9], "init": "truncated_normal", "std": 0.5, "dtype": "float32"}}
+    local = tmp_path / "local.safetensors"
+    on_cluster = tmp_path / "cluster.safetensors"
+    save_init(spec, local, 77, chunk_bytes=6 * 8192, progress=False)
+    r = save_init(spec, on_cluster, 77, engine="dask", client=client, chunk_bytes=6 * 8192, progress=False)
+    assert r["chunks"] > 8 and r["buffer_bytes"] <= 6 * 8192        # window 2 x 2 threads + 2 buffers
+    assert on_cluster.read_bytes() == local.read_bytes()
+    ref = sbf.init_params(spec, 77, dtype="bfloat16")
+    got = _raw_tensors(on_cluster)
+    assert set(got) == set(ref)
+    for name, arr in ref.items():
+        assert_same_bits(got[name].view(arr.dtype), arr)
+    with client.as_current():                       # client=None: the current client
+        r = save_init(spec, tmp_path / "current.safetensors", 77, engine="dask", progress=False,
+                      chunk_bytes=6 * 8192)
+    assert (tmp_path / "current.safetensors").read_bytes() == local.read_bytes()
+    # the chunks really ran in the worker processes (render_chunk imported there)
+    loaded = client.run(lambda: "symbreak_fast.checkpoint" in sys.modules)
+    assert any(loaded.values()), loaded
