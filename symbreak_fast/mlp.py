@@ -28,12 +28,12 @@ Backends: ``backend="numpy"`` runs the readable reference (``symbreak_fast._mlp_
 ``device="cuda"``) the CUDA ops (``symbreak_fast.backends.mlp_cupy``); the default is
 numba when it is installed, else numpy (``use_backend`` / ``SYMBREAK_BACKEND`` apply).
 
-Fast path: when the ops module has ``train_step_fused`` (and ``use_fused(sizes, batch)``
-says it applies), ``step``/``fit`` call ``train_step_fused(X, y, flat_params, flat_grads,
-sizes, activation, alpha, loss, lr=None)`` for forward + backward in one call (gradients
-into the flat gradient buffer, layout [W0, b0, W1, b1, ...]) and then the optimizer op;
-``net.use_fused_step = False`` forces the op-by-op path. ``loss_and_grad`` and ``forward``
-always go op by op.
+Fast path: when the ops module has ``FusedStep`` (and ``use_fused(sizes, batch)`` says it
+applies), ``step``/``fit`` run the whole step through one prepared ``FusedStep(sizes, batch,
+dtype, activation, alpha, loss)`` per batch size: forward + backward in one call, gradients into
+the flat gradient buffer (layout [W0, b0, W1, b1, ...]), the SGD update inside the same call
+(other optimizers: the optimizer op afterwards); ``net.use_fused_step = False`` forces the
+op-by-op path. ``loss_and_grad`` and ``forward`` always go op by op.
 
 Workspaces (activations, deltas) are allocated once per batch size and reused, so a
 ``step`` allocates nothing after the first call with that batch size (beyond what the
@@ -42,6 +42,12 @@ ops themselves do).
 Safety: every input is checked before anything is written; a step computes the loss and
 gradients, checks that they are finite, and only then updates, so a diverging run
 raises ``DivergenceError`` with the parameters (and optimizer state) of the last good step.
+On the fused path the value checks cost no extra pass: a NaN/inf in X always makes a gradient
+entry non-finite, a bad label or a non-finite MSE target makes the loss NaN/inf, and the kernel
+counts non-finite gradient entries while it sums them and updates only when there are none. So
+``step`` checks shapes and dtypes up front (O(1)) and scans X and y only after a step failed, to
+tell bad input (ValueError, nothing changed) from divergence (DivergenceError, nothing changed).
+The op-by-op path scans X, y and the gradients (one read each) before the update.
 """
 from __future__ import annotations
 
@@ -73,6 +79,15 @@ _MAX_WORKSPACES = 8
 
 
 _CONSTANT_INITS = ("zeros", "ones", "constant")
+
+
+def _is_constant_init(fn) -> bool:
+    """``fn`` (the name or callable of a parsed init) fills every entry with one value: a constant
+    initializer by registered name, or the registered function itself. Other callables: False."""
+    if isinstance(fn, str):
+        return fn in _CONSTANT_INITS
+    from .init import INITIALIZERS
+    return any(fn is INITIALIZERS.get(name) for name in _CONSTANT_INITS)
 
 
 class DivergenceError(FloatingPointError):
@@ -277,10 +292,16 @@ class MLP:
 
     ``exact_symmetry``: BLAS GEMMs (OpenBLAS, cuBLAS) can round identical columns
     differently, so neurons that start identical may drift apart in their last bits. With
-    ``exact_symmetry=True`` the CPU backends use their own GEMM, which treats every output
-    element alike and keeps identical neurons bitwise identical (about 3x slower than
-    BLAS). Default: True for constant weight inits (zeros/ones/constant), False otherwise.
-    On the GPU the cuBLAS GEMM is always used.
+    ``exact_symmetry=True`` every backend uses its own column-exact GEMM (the ops' ``matmul``:
+    each output element a sum over k in order of rounded products, so identical weight columns
+    give bitwise identical outputs): a Numba GEMM on the CPU (about 3x slower than OpenBLAS),
+    the ``sbf_mlp_gemm_exact`` kernel of ``kernels/sbf_mlp.cu`` on the GPU (far slower than
+    cuBLAS; meant for the small nets of symmetry experiments). The fused narrow-net step is
+    column-exact either way. Default: True when ``init`` is a constant initializer, given by
+    name ("zeros", "ones", "constant"), as ``(name, kwargs)`` / ``[name, kwargs]``, or as the
+    function itself (``symbreak_fast.init.constant``); False otherwise, including for any other
+    callable (the MLP cannot know what it fills in: pass ``exact_symmetry=True`` for a custom
+    init whose columns start equal).
     """
 
     def __init__(self, sizes, activation="relu", init="he_normal", bias_init="zeros", key=0, dtype="float32",
@@ -331,18 +352,18 @@ class MLP:
         self._workspaces: dict[int, _Workspace] = {}
         self.history: dict[str, list] = {"loss": [], "seconds": []}
         self._epochs_done = 0
-        # optional fast path of the ops module: forward + backward of a whole (narrow) net in one
-        # call, gradients into the flat buffer (see _step_checked)
-        self._fused = getattr(self.ops, "train_step_fused", None)
+        # optional fast path of the ops module: forward + backward (+ SGD) of a whole (narrow) net
+        # in one prepared call per batch size (see _step_fused)
+        self._fused_cls = getattr(self.ops, "FusedStep", None)
         self._use_fused = getattr(self.ops, "use_fused", None)
-        self.use_fused_step = self._fused is not None
+        self._plans: dict = {}
+        self.use_fused_step = self._fused_cls is not None
         # BLAS/cuBLAS GEMMs round identical columns differently (their edge kernels), which breaks
         # the exact symmetry of a constant init; the ops' own ``matmul`` sums every element the
-        # same way (bitwise-identical neurons stay identical) but is ~3x slower than BLAS on the
-        # CPU. Default: exact for constant weight inits, BLAS otherwise.
+        # same way (bitwise-identical neurons stay identical) but is slower than BLAS.
+        # Default: exact for constant weight inits, BLAS otherwise.
         if exact_symmetry is None:
-            exact_symmetry = isinstance(init, str) and init in _CONSTANT_INITS or \
-                isinstance(init, tuple) and init and init[0] in _CONSTANT_INITS
+            exact_symmetry = _is_constant_init(wfn)
         self.exact_symmetry = bool(exact_symmetry)
 
     @property
@@ -386,40 +407,52 @@ class MLP:
                 f"backend={self.backend!r}, params={self._flat.size})")
 
     # -- input checks -----------------------------------------------------
+    # _check_X / _check_y: shapes, dtypes, layout (O(1), plus a conversion copy when needed);
+    # with scan=True also the values (_scan_X / _scan_y: one read each).
     def _all_finite(self, a) -> bool:
+        f = getattr(self.ops, "all_finite", None)
+        if f is not None:
+            return f(a)
         with np.errstate(over="ignore", invalid="ignore"):
             s = a.sum()                  # one pass, no temporary; inf/NaN in a -> non-finite sum
         if math.isfinite(float(s)):
             return True
         return bool(self.xp.isfinite(a).all())     # the sum may overflow with finite entries
 
-    def _check_X(self, X, what="X"):
-        xp = self.xp
-        if self.device_kind == "cpu" and _dispatch.is_device_array(X):
-            raise TypeError(f"{what} is a cupy array but this net lives on the CPU; pass X.get() "
+    def _as_array(self, a, what):
+        if self.device_kind == "cpu" and _dispatch.is_device_array(a):
+            raise TypeError(f"{what} is a cupy array but this net lives on the CPU; pass {what}.get() "
                             "or build the net with device='cuda'")
-        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-            X = np.asarray(X)
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            a = np.asarray(a)
+        return a
+
+    def _check_X(self, X, what="X", scan=True):
+        if type(X) is not np.ndarray:
+            X = self._as_array(X, what)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"{what} must have shape (batch, {self.sizes[0]}) for sizes={list(self.sizes)}, "
                              f"got {tuple(X.shape)}")
         if X.shape[0] < 1:
             raise ValueError(f"{what} is empty (shape {tuple(X.shape)}); pass at least one row")
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"{what} must hold real numbers, got dtype {X.dtype}")
-        if self.device_kind == "cuda" or X.dtype != self.dtype or not X.flags.c_contiguous:
-            X = xp.ascontiguousarray(xp.asarray(X), dtype=self.dtype)
-        if X.dtype.kind == "f" and not self._all_finite(X):
-            raise ValueError(f"{what} contains NaN or inf (first bad row "
-                             f"{int(xp.argmax(~xp.isfinite(X).all(axis=1)))}); clean the data first")
+        if X.dtype != self.dtype or self.device_kind == "cuda" or not X.flags.c_contiguous:
+            if X.dtype.kind not in "fiub":
+                raise ValueError(f"{what} must hold real numbers, got dtype {X.dtype}")
+            X = self.xp.ascontiguousarray(self.xp.asarray(X), dtype=self.dtype)
+        if scan:
+            self._scan_X(X, what)
         return X
 
-    def _check_y(self, y, batch):
+    def _scan_X(self, X, what="X"):
+        if not self._all_finite(X):
+            xp = self.xp
+            raise ValueError(f"{what} contains NaN or inf (first bad row "
+                             f"{int(xp.argmax(~xp.isfinite(X).all(axis=1)))}); clean the data first")
+
+    def _check_y(self, y, batch, scan=True):
         xp = self.xp
-        if self.device_kind == "cpu" and _dispatch.is_device_array(y):
-            raise TypeError("y is a cupy array but this net lives on the CPU; pass y.get()")
-        if not hasattr(y, "shape") or not hasattr(y, "dtype"):
-            y = np.asarray(y)
+        if type(y) is not np.ndarray:
+            y = self._as_array(y, "y")
         n_out = self.sizes[-1]
         if self.loss == "softmax_cross_entropy":
             if y.ndim != 1 or y.shape[0] != batch:
@@ -428,11 +461,8 @@ class MLP:
             if y.dtype.kind not in "iu":
                 raise ValueError(f"softmax_cross_entropy takes integer class labels, got dtype {y.dtype}; "
                                  "use y.astype(int) for whole-number floats (or loss='mse' for targets)")
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or hi >= n_out:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"label {bad} is out of range: labels must be in [0, {n_out}) "
-                                 f"(sizes[-1] = {n_out} classes)")
+            if scan:
+                self._scan_labels(y)
             if y.dtype != np.int64 or self.device_kind == "cuda" or not y.flags.c_contiguous:
                 y = xp.ascontiguousarray(xp.asarray(y), dtype=np.int64)
             return y
@@ -442,17 +472,31 @@ class MLP:
             raise ValueError(f"mse takes targets y of shape ({batch}, {n_out}) (one row per row of X"
                              f"{'; (batch,) also works for one output' if n_out == 1 else ''}), "
                              f"got shape {tuple(y.shape)}")
-        if y.dtype.kind not in "fiub":
-            raise ValueError(f"mse targets must be real numbers, got dtype {y.dtype}")
-        if self.device_kind == "cuda" or y.dtype != self.dtype or not y.flags.c_contiguous:
+        if y.dtype != self.dtype or self.device_kind == "cuda" or not y.flags.c_contiguous:
+            if y.dtype.kind not in "fiub":
+                raise ValueError(f"mse targets must be real numbers, got dtype {y.dtype}")
             y = xp.ascontiguousarray(xp.asarray(y), dtype=self.dtype)
-        if not self._all_finite(y):
-            raise ValueError("y (mse targets) contains NaN or inf; clean the data first")
+        if scan:
+            self._scan_y(y)
         return y
 
-    def _check_Xy(self, X, y):
-        X = self._check_X(X)
-        return X, self._check_y(y, X.shape[0])
+    def _scan_labels(self, y):
+        n_out = self.sizes[-1]
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_out:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"label {bad} is out of range: labels must be in [0, {n_out}) "
+                             f"(sizes[-1] = {n_out} classes)")
+
+    def _scan_y(self, y):
+        if self.loss == "softmax_cross_entropy":
+            self._scan_labels(y)
+        elif not self._all_finite(y):
+            raise ValueError("y (mse targets) contains NaN or inf; clean the data first")
+
+    def _check_Xy(self, X, y, scan=True):
+        X = self._check_X(X, scan=scan)
+        return X, self._check_y(y, X.shape[0], scan=scan)
 
     # -- workspaces -------------------------------------------------------
     def _workspace(self, batch) -> _Workspace:
@@ -501,28 +545,48 @@ class MLP:
                      h["eps"], self._t + 1)
         self._t += 1
 
-    def _step_checked(self, X, y, lr) -> float:
-        """One optimizer step on checked inputs; DivergenceError (nothing updated) on a non-finite loss/grad."""
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # divergence is reported below
-            return self._step_unguarded(X, y, lr)
+    def _plan(self, batch):
+        """The ops' prepared fused step for this batch size, or None (op-by-op path)."""
+        if not self.use_fused_step or self._fused_cls is None:
+            return None
+        plan = self._plans.get(batch, False)
+        if plan is False:
+            plan = None
+            if self._use_fused is None or self._use_fused(self.sizes, batch):
+                plan = self._fused_cls(self.sizes, batch, self.dtype, self.activation, self.alpha, self.loss)
+            if len(self._plans) >= _MAX_WORKSPACES:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[batch] = plan
+        return plan
 
-    def _step_unguarded(self, X, y, lr) -> float:
-        B = X.shape[0]
-        if self.use_fused_step and self._fused is not None and \
-                (self._use_fused is None or self._use_fused(self.sizes, B)):
-            # ops.train_step_fused(X, y, params, grads, sizes, act, alpha, loss, lr=None): forward +
-            # backward in one call, the loss returned and the gradients written to the flat gradient
-            # buffer (layout [W0, b0, W1, b1, ...] = spec order). lr=None: no update inside, so the
-            # finiteness check below still runs before the optimizer touches anything.
-            loss = float(self._fused(X, y, self._flat, self._gflat, self.sizes, self.activation, self.alpha,
-                                     self.loss, lr=None))
-        else:
-            loss = self._loss_and_grad(X, y, self._workspace(B))
-        # a non-finite gradient makes the sum non-finite; a finite sum can only overflow
-        if not (math.isfinite(loss) and (math.isfinite(float(self._gflat.sum()))
-                                         or bool(self.xp.isfinite(self._gflat).all()))):
-            raise self._divergence(loss, lr)
+    def _step_checked(self, X, y, lr) -> float:
+        """One optimizer step on inputs whose shapes and dtypes are checked (values checked too
+        when the op-by-op path runs: the fused path checks them itself). Raises ValueError for bad
+        values or DivergenceError for a non-finite loss/gradient, nothing updated either way."""
+        plan = self._plan(X.shape[0])
+        if plan is not None:
+            return self._step_fused(plan, X, y, lr)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # divergence is reported below
+            loss = self._loss_and_grad(X, y, self._workspace(X.shape[0]))
+            if not (math.isfinite(loss) and self._all_finite(self._gflat)):
+                raise self._divergence(loss, lr)
         self._update(lr)
+        return loss
+
+    def _step_fused(self, plan, X, y, lr) -> float:
+        sgd = self.optimizer == "sgd"
+        # plan(X, y, params, grads, lr) -> (loss, non-finite gradient entries); with lr (SGD) it
+        # updates in the same call, only when both are clean
+        loss, n_bad = plan(X, y, self._flat, self._gflat, lr if sgd else None)
+        if n_bad or not math.isfinite(loss):
+            # nothing was updated; bad input (ValueError) or divergence?
+            self._scan_X(X)
+            self._scan_y(y)
+            raise self._divergence(loss, lr)
+        if sgd:
+            self._t += 1
+        else:
+            self._update(lr)
         return loss
 
     def _divergence(self, loss, lr, epoch=None, step=None, history=None, n_steps=None):
@@ -566,7 +630,12 @@ class MLP:
         Raises DivergenceError, leaving parameters and optimizer state unchanged, when the
         loss or a gradient is not finite."""
         lr = self.lr if lr is None else _check_lr(lr)
-        X, y = self._check_Xy(X, y)
+        X = self._check_X(X, scan=False)
+        B = X.shape[0]
+        fused = self._plan(B) is not None           # the fused step checks the values itself
+        if not fused:
+            self._scan_X(X)
+        y = self._check_y(y, B, scan=not fused)
         return self._step_checked(X, y, lr)
 
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, progress=True, shuffle=True) -> dict:

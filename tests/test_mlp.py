@@ -391,6 +391,34 @@ def test_backend_net_matches_reference_net(ops_name, fused):
                     np.testing.assert_allclose(o.flat_params, r.flat_params, rtol=rtol * 10, atol=rtol * 1e-2)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("ops_name", ["numba"])
+def test_sgd_step_update_matches_reference(ops_name, fused, dtype):
+    """MLP.step with plain SGD: the update (p0 - p1) / lr against the numpy reference net's
+    gradient, entry by entry, every activation and loss over the grid. SGD is not scale-invariant
+    (unlike Adam), so a wrong gradient scale fails here."""
+    _ops_or_skip(ops_name)
+    lr = 0.05
+    for k, (B, sizes) in enumerate(GRID):
+        for act in ACTS:
+            for loss in LOSSES:
+                kw = dict(activation=_act_arg(act), loss=loss, dtype=dtype, key=B + 1, optimizer="sgd", lr=lr)
+                r, o = MLP(sizes, backend="numpy", **kw), MLP(sizes, backend=ops_name, **kw)
+                o.use_fused_step = fused
+                X, y = _data(sizes, B, loss, seed=k, dtype=np.dtype(dtype))
+                _, g_ref = r.loss_and_grad(X, y)
+                g_ref = np.concatenate([g.ravel() for g in g_ref.values()]).astype(np.float64)
+                p0 = o.flat_params.astype(np.float64)
+                o.step(X, y)
+                upd = (p0 - o.flat_params) / lr
+                scale = float(np.abs(g_ref).max())
+                eps = np.finfo(np.dtype(dtype)).eps
+                rtol, atol = (2e-4, 2e-5 * scale) if dtype == "float32" else (1e-10, 1e-11 * scale)
+                np.testing.assert_allclose(upd, g_ref, rtol=rtol, atol=atol + 4 * eps * np.abs(p0).max() / lr,
+                                           err_msg=f"{sizes} B={B} {act} {loss} {dtype} fused={fused}")
+
+
 # ---------------------------------------------------------------------------
 # the scaled-init thesis: constant init keeps hidden neurons identical, random init does not
 # ---------------------------------------------------------------------------
@@ -450,9 +478,18 @@ def test_bad_constructor_arguments(bad, match):
         MLP(**kw)
 
 
+PATHS = [("numpy", False)] + ([("numba", True), ("numba", False)] if "numba" in CPU_BACKENDS else [])
+
+
+@pytest.mark.parametrize("backend,fused", PATHS)
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_bad_batches_raise_before_any_change(loss):
-    net = MLP([4, 3, 2], loss=loss, backend="numpy", optimizer="adam")
+def test_bad_batches_raise_before_any_change(loss, opt, backend, fused):
+    """Every bad batch raises ValueError and changes nothing: on the fused path too, where step()
+    checks only shapes up front and the values through the kernel's own finiteness count."""
+    net = MLP([4, 3, 2], loss=loss, backend=backend, optimizer=opt)
+    net.use_fused_step = fused
+    assert (net._plan(6) is not None) == fused
     X, y = _data([4, 3, 2], 6, loss, dtype=np.float32)
     net.step(X, y)
     snap = _snapshot(net)
@@ -489,14 +526,15 @@ def test_bad_batches_raise_before_any_change(loss):
 # ---------------------------------------------------------------------------
 # divergence: a clear error, the last good parameters kept
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("backend,fused", PATHS)
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
-def test_divergence_keeps_last_good_parameters(backend, opt):
+def test_divergence_keeps_last_good_parameters(backend, fused, opt):
     sizes = [3, 8, 2]
     X, y = _data(sizes, 40, "mse", dtype=np.float32)
     X *= 50
     lr = 10.0 if opt == "sgd" else 1e30
     net = MLP(sizes, loss="mse", optimizer=opt, lr=lr, backend=backend)
+    net.use_fused_step = fused
     snap = None
     with pytest.raises(DivergenceError, match="smaller learning rate") as err:
         for _ in range(200):
@@ -507,11 +545,13 @@ def test_divergence_keeps_last_good_parameters(backend, opt):
     assert err.value.epoch is None
 
     net = MLP(sizes, loss="mse", optimizer=opt, lr=lr, backend=backend)
+    net.use_fused_step = fused
     with pytest.raises(DivergenceError, match=r"epoch \d+, step \d+") as err:
         net.fit(X, y, epochs=100, batch_size=16, shuffle=False, progress=False)
     e = err.value
     assert np.isfinite(net.flat_params).all() and len(e.history["loss"]) == e.epoch
     replay = MLP(sizes, loss="mse", optimizer=opt, lr=lr, backend=backend)
+    replay.use_fused_step = fused
     for _ in range(e.epoch):
         for s in range(3):
             replay.step(X[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16])
@@ -531,3 +571,10 @@ def test_exact_symmetry_picks_the_gemm():
     assert c.exact_symmetry is True and c._matmul is _mlp_ref.matmul
     r.exact_symmetry = True
     assert r._matmul is _mlp_ref.matmul
+    from symbreak_fast import init as I
+    for init in ("zeros", "ones", ("constant", {"value": 0.5}), ["constant", {"value": 0.5}], I.constant,
+                 (I.constant, {"value": 0.5}), [I.zeros, {}]):
+        assert MLP([4, 8, 3], init=init, backend="numpy").exact_symmetry is True, init
+    for init in ("he_normal", ["xavier_uniform", {}], I.he_normal, lambda shape, key, *, dtype, out=None, **kw: out):
+        assert MLP([4, 8, 3], init=init, backend="numpy").exact_symmetry is False, init
+    assert MLP([4, 8, 3], init=I.he_normal, backend="numpy", exact_symmetry=True).exact_symmetry is True

@@ -193,6 +193,120 @@ def test_fused_step_matches_op_by_op(sizes, B, act, loss, dt, parallel, monkeypa
     np.testing.assert_array_equal(p_f, before)
 
 
+# ---- the fused step's gradient itself (not through a scale-invariant optimizer) ----------
+# sizes not divisible by the 4-wide unrolls, batches of 1, across tiles (TILE_ROWS = 32) and chunks
+FUSED_GRID = [([3, 2], 1), ([7, 33, 3], 5), ([5, 100, 17, 4], 33), ([1, 9, 1], 70), ([6, 31, 29, 5], 1),
+              ([13, 128, 65, 3], 37)]
+LOSSES = ["softmax_cross_entropy", "mse"]
+
+
+def grad_tol(dt, g_ref):
+    """float32: each gradient entry is a sum of B products of O(1) factors through a few layers, so
+    its rounding error is ~B * eps relative to max |g|; 2e-5 of max |g| (plus rtol 2e-4) leaves
+    room for that and fails a 1% error in any entry that is not tiny. float64: the same at 1e-11."""
+    scale = float(np.abs(g_ref).max())
+    return (dict(rtol=2e-4, atol=2e-5 * scale) if dt == np.float32 else dict(rtol=1e-10, atol=1e-11 * scale))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTS)
+def test_fused_gradient_and_sgd_update_match_reference(act, loss, dt):
+    """train_step_fused's gradient (lr=None) and its SGD update ((p0 - p1) / lr) against the
+    reference ops (_mlp_ref) entry by entry, for every activation, both losses, both dtypes."""
+    lr = 0.1
+    for sizes, B in FUSED_GRID:
+        params, X, y = make_net(sizes, B, loss, dt, seed=B)
+        p_ref, g_ref = params.copy(), np.empty_like(params)
+        op_step(R, X, y, p_ref, g_ref, sizes, act, loss, lr)
+        tol = grad_tol(dt, g_ref)
+        where = f"{act} {loss} {np.dtype(dt).name} {sizes} B={B}"
+        p_f, g_f = params.copy(), np.full_like(params, np.nan)
+        l_f = M.train_step_fused(X, y, p_f, g_f, sizes, act, 0.01, loss)
+        np.testing.assert_array_equal(p_f, params)                       # lr=None: no update
+        np.testing.assert_allclose(g_f, g_ref, err_msg=f"gradient {where}", **tol)
+        p_s, g_s = params.copy(), np.empty_like(params)
+        l_s = M.train_step_fused(X, y, p_s, g_s, sizes, act, 0.01, loss, lr=lr)
+        assert l_s == l_f
+        np.testing.assert_array_equal(g_s, g_f)
+        # the update is p -= lr * g, rounded once: (p0 - p1) / lr recovers g to ~eps * |p| / lr
+        upd = (params.astype(np.float64) - p_s) / lr
+        np.testing.assert_allclose(upd, g_ref, rtol=tol["rtol"], atol=tol["atol"] + 4 * np.finfo(dt).eps *
+                                   float(np.abs(params).max()) / lr, err_msg=f"sgd update {where}")
+        if g_ref.any():       # (one class: softmax-CE is 0 whatever the weights, so is its gradient)
+            with pytest.raises(AssertionError):   # the comparison can fail: a 1% error in the gradient
+                np.testing.assert_allclose(g_f * 1.01, g_ref, **tol)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTS)
+def test_fused_gradient_matches_finite_differences(act, loss):
+    """float64: the fused step's gradient against central differences of its own loss."""
+    sizes, B = [3, 5, 4, 3], 6
+    params, X, y = make_net(sizes, B, loss, np.float64, seed=4)
+    grads = np.empty_like(params)
+    M.train_step_fused(X, y, params, grads, sizes, act, 0.01, loss)
+    scratch = np.empty_like(params)
+    h = 1e-6
+    fd = np.empty_like(params)
+    for i in range(params.size):
+        old = params[i]
+        params[i] = old + h
+        lp = M.train_step_fused(X, y, params, scratch, sizes, act, 0.01, loss)
+        params[i] = old - h
+        lm = M.train_step_fused(X, y, params, scratch, sizes, act, 0.01, loss)
+        params[i] = old
+        fd[i] = (lp - lm) / (2 * h)
+    np.testing.assert_allclose(grads, fd, rtol=2e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("act", ["relu", "linear", "tanh"])
+def test_fused_step_refuses_non_finite_input_without_updating(act):
+    """FusedStep with lr: a NaN/inf anywhere in X shows as non-finite gradient entries, a bad label
+    or a non-finite target as a non-finite loss; params are untouched in every case."""
+    sizes, B = [6, 17, 5], 37
+    for loss in LOSSES:
+        params, X, y = make_net(sizes, B, loss, np.float32, seed=1)
+        step = M.FusedStep(sizes, B, np.float32, act, 0.01, loss)
+        grads = np.empty_like(params)
+        loss0, bad = step(X, y, params.copy(), grads, 0.1)
+        assert bad == 0 and np.isfinite(loss0)
+        for (i, j), v in (((0, 0), np.nan), ((B - 1, 5), np.inf), ((17, 2), -np.inf), ((36, 0), np.nan)):
+            Xb = X.copy()
+            Xb[i, j] = v
+            p = params.copy()
+            lo, bad = step(Xb, y, p, grads, 0.1)
+            assert bad > 0, (loss, i, j, v)
+            np.testing.assert_array_equal(p, params)
+        yb = y.copy()
+        if loss == "mse":
+            yb[3, 1] = np.inf
+        else:
+            yb[3] = sizes[-1]
+        p = params.copy()
+        lo, bad = step(X, yb, p, grads, 0.1)
+        assert not np.isfinite(lo)
+        np.testing.assert_array_equal(p, params)
+        if loss != "mse":
+            yb[3] = -1
+            assert not np.isfinite(step(X, yb, p, grads, 0.1)[0])
+            np.testing.assert_array_equal(p, params)
+
+
+def test_all_finite():
+    for n in (1, 17, M.PAR_MIN + 5):
+        for dt in DTYPES:
+            a = np.zeros(n, dt)
+            assert M.all_finite(a)
+            a[-1] = np.finfo(dt).max
+            assert M.all_finite(a)
+            for v in (np.inf, -np.inf, np.nan):
+                b = a.copy()
+                b[n // 2] = v
+                assert not M.all_finite(b)
+    assert not M.all_finite(np.array([[1.0, 2.0], [np.nan, 0.0]]))
+
+
 @pytest.mark.parametrize("path", ["ops", "fused"])
 def test_constant_init_keeps_hidden_neurons_identical(path):
     sizes, B = [13, 33, 70, 4], 50

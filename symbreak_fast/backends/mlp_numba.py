@@ -25,11 +25,15 @@ for "softmax_cross_entropy" or targets (B, sizes[-1]) for "mse". ``params`` /
 ``grads`` are the flat 1-D buffers, layout [W0 (in, out) row-major, b0, W1, b1, ...]
 unless ``offsets`` = (w_off, b_off) int64 arrays give each layer's start. ``grads``
 is overwritten with the mean-batch gradient; when ``lr`` is given, SGD
-(params -= lr * grads) is applied in the same call (for momentum/adam call
-``lr=None`` then the optimizer op). Hidden layers use ``act``; the last is linear.
-It runs forward and backward tile by tile (``TILE_ROWS`` rows held in cache),
-without BLAS calls, and returns the loss. ``use_fused(sizes, batch)`` says when
-it is the faster choice (measured: benchmarks/test_mlp.py).
+(params -= lr * grads) is applied in the same call if the loss and every gradient
+entry are finite (for momentum/adam call ``lr=None`` then the optimizer op).
+Hidden layers use ``act``; the last is linear. It runs forward and backward tile
+by tile (``TILE_ROWS`` rows held in cache), without BLAS calls, and returns the
+loss. ``FusedStep`` is the same step prepared once per (sizes, batch, dtype, ...),
+returning (loss, number of non-finite gradient entries) for the caller's checks;
+``use_fused(sizes, batch)`` says when it is the faster choice (measured, see there).
+
+``all_finite(a)``: no inf/NaN in ``a`` (an integer count, one read).
 """
 from __future__ import annotations
 
@@ -61,9 +65,10 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 
 def _consts(dtype):
     # read once per kernel into local scalars of the array's dtype (no float64 promotion)
+    # c[10]: the largest finite value (|g| <= c[10] is False for inf and NaN: the finiteness counts)
     return np.array([1.0, 0.5, math.sqrt(2.0 / math.pi), 0.044715, 3 * 0.044715,
                      1.0 / math.sqrt(2.0), 1.0 / math.sqrt(2.0 * math.pi),
-                     SELU_LAMBDA, SELU_LAMBDA * SELU_ALPHA, 0.0], dtype=dtype)
+                     SELU_LAMBDA, SELU_LAMBDA * SELU_ALPHA, 0.0, np.finfo(dtype).max], dtype=dtype)
 
 
 _CST = {np.dtype(np.float32): _consts(np.float32), np.dtype(np.float64): _consts(np.float64)}
@@ -474,6 +479,38 @@ def adam(p, g, m, v, lr, b1, b2, eps, t):
 
 
 # ---------------------------------------------------------------------------
+# finiteness: a count of the entries that are inf or NaN (|v| <= max is False for both)
+# ---------------------------------------------------------------------------
+@njit(**_INL)
+def _nonfinite_span(a, hi, i0, i1):
+    n = 0
+    for i in range(i0, i1):          # an integer count: vectorizes without reassociating floats
+        n += 0 if abs(a[i]) <= hi else 1
+    return n
+
+
+@njit(**_JIT)
+def _nonfinite_ser(a, hi):
+    return _nonfinite_span(a, hi, 0, a.shape[0])
+
+
+@njit(parallel=True, **_JIT)
+def _nonfinite_par(a, hi):
+    n = a.shape[0]
+    tot = 0
+    for k in prange((n + OPT_CHUNK - 1) // OPT_CHUNK):
+        tot += _nonfinite_span(a, hi, k * OPT_CHUNK, min(n, (k + 1) * OPT_CHUNK))
+    return tot
+
+
+def all_finite(a) -> bool:
+    """True when no entry of the float array ``a`` is inf or NaN (one read of ``a``)."""
+    a1 = a.reshape(-1)
+    hi = _CST[a1.dtype][10]
+    return (_nonfinite_ser if a1.size < PAR_MIN else _nonfinite_par)(a1, hi) == 0
+
+
+# ---------------------------------------------------------------------------
 # GEMM. OpenBLAS computes edge columns of a tile with other kernels (other
 # summation order / FMA use): identical columns of b can give columns of a @ b
 # that differ in the last bit (measured: sgemm at widths 64 and 1024 too), which
@@ -699,7 +736,14 @@ def _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, c
         if loss_code == 0:
             yt = labels[t0:t0 + T]
             for i in range(T):
-                tot += _xent_row(out, yt, g, i, scale)
+                t = yt[i]
+                if t < 0 or t >= n_last:        # a bad label: NaN loss (the caller reports it), no update
+                    tot += np.nan
+                    gi = g[i]
+                    for j in range(n_last):
+                        gi[j] = 0
+                else:
+                    tot += _xent_row(out, yt, g, i, scale)
         else:
             tt = target[t0:t0 + T]
             for i in range(T):
@@ -770,7 +814,14 @@ def _bwd_row_noacc(g, z, a, i, code, alpha, c):
 
 @njit(**_INL)
 def _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
-                loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs):
+                loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs, nbad):
+    """Returns (loss sum in float64, number of non-finite gradient entries); the SGD update
+    (do_sgd) only when both are clean.
+
+    Why a non-finite X always shows in the count: dW0[k, j] = sum_i X[i, k] * g[i, j] is computed
+    by _tile_dw_gemm for every (k, j), each product formed (no skipping of zeros), and inf * 0,
+    inf * x and NaN * x are all non-finite, which no later addition makes finite. So X needs no
+    separate pass: the caller looks at X only when this step already failed."""
     B = X.shape[0]
     L = sizes.shape[0] - 1
     nch = gbuf.shape[0]
@@ -794,40 +845,53 @@ def _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_
         r1 = min(B, t_hi * TILE_ROWS)
         closs[ch] = _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, code,
                                  alpha, c, loss_code, r0, r1, scale, Z[ch], A[ch], G0[ch], G1[ch])
-    # chunk sums in chunk order (same for every parameter), then the SGD update
-    nblk = (P + 4095) // 4096
+    # chunk sums in chunk order (same for every parameter), counting non-finite entries on the way
+    hi = c[10]
+    nblk = (P + RED_BLOCK - 1) // RED_BLOCK
     for kb in prange(nblk):
-        i0 = kb * 4096
-        i1 = min(P, i0 + 4096)
+        i0 = kb * RED_BLOCK
+        i1 = min(P, i0 + RED_BLOCK)
         for i in range(i0, i1):
             grads[i] = gbuf[0, i]
         for ch in range(1, nch):
             gch = gbuf[ch]
             for i in range(i0, i1):
                 grads[i] += gch[i]
-        if do_sgd:
-            for i in range(i0, i1):
-                params[i] -= lr * grads[i]
+        nbad[kb] = _nonfinite_span(grads, hi, i0, i1)
     tot = 0.0
     for ch in range(nch):
         tot += closs[ch]
-    return tot
+    bad = 0
+    for kb in range(nblk):
+        bad += nbad[kb]
+    if do_sgd and bad == 0 and math.isfinite(tot):
+        if P < PAR_MIN:
+            for i in range(P):
+                params[i] -= lr * grads[i]
+        else:
+            for kb in prange(nblk):
+                i0 = kb * RED_BLOCK
+                i1 = min(P, i0 + RED_BLOCK)
+                for i in range(i0, i1):
+                    params[i] -= lr * grads[i]
+    return tot, bad
 
 
 @njit(parallel=True, **_JIT)
 def _fused_step_par(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
-                    loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs):
+                    loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs, nbad):
     return _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
-                       loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs)
+                       loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs, nbad)
 
 
 @njit(**_JIT)
 def _fused_step_ser(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
-                    loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs):
+                    loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs, nbad):
     return _fused_body(X, labels, target, params, grads, WTflat, gbuf, sizes, w_off, b_off, code, alpha, c,
-                       loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs)
+                       loss_code, scale, lr, do_sgd, Z, A, G0, G1, closs, nbad)
 
 
+RED_BLOCK = 4096           # parameters per block of the final gradient reduction
 # batch x sum(n_in x n_out) multiply-adds below which the fused step stays serial
 # (measured: [64, 64, 64, 1] x 128 = 1.06M runs ~20% faster on 2 threads than on 1)
 FUSED_PAR_MIN = 1 << 19
@@ -850,62 +914,101 @@ def use_fused(sizes, batch=None):
     return max(sizes) <= FUSED_MAX_WIDTH
 
 
-def _workspace(B, sizes, dtype, P):
-    key = (B, tuple(sizes), np.dtype(dtype), P)
-    cache = _scratch("ws")
-    ws = cache.get(key)
-    if ws is None:
-        if len(cache) > 16:
-            cache.clear()
+_DUMMY_LABELS = np.zeros(1, np.int64)
+_DUMMY_T = {np.dtype(np.float32): np.zeros((1, 1), np.float32),
+            np.dtype(np.float64): np.zeros((1, 1), np.float64)}
+
+
+class FusedStep:
+    """``train_step_fused`` prepared once for (sizes, batch, dtype, act, alpha, loss): offsets,
+    workspaces and the kernel's scalar arguments are built here, so a call is the kernel and little
+    else (the MLP keeps one per batch size).
+
+    ``step(X, y, params, grads, lr=None) -> (loss, n_bad)``: the mean loss and the number of
+    non-finite gradient entries; ``grads`` is overwritten with the gradient. With ``lr`` the SGD
+    update params -= lr * grads is applied in the same call, but only when the loss is finite and
+    n_bad == 0; otherwise ``params`` is not touched. A non-finite entry of X always makes n_bad > 0
+    (see ``_fused_body``), a label outside [0, sizes[-1]) a NaN loss, a non-finite MSE target a
+    non-finite loss: a failed step says "look at the inputs, then call it a divergence".
+    Preconditions (the caller's; not checked here): X (batch, sizes[0]) C-contiguous of ``dtype``,
+    y int64 (batch,) labels or (batch, sizes[-1]) C-contiguous targets of ``dtype``, params /
+    grads 1-D of ``dtype`` with the layout [W0, b0, W1, b1, ...].
+    """
+
+    def __init__(self, sizes, batch, dtype, act, alpha=0.01, loss="softmax_cross_entropy", offsets=None,
+                 n_params=None):
+        dt = np.dtype(dtype)
+        sizes = tuple(int(s) for s in sizes)
+        self.sizes, self.batch, self.dtype = sizes, int(batch), dt
+        self.w_off, self.b_off, P = layer_offsets(sizes)
+        if offsets is not None:          # another layout of the flat buffers: (w_off, b_off), n_params
+            self.w_off, self.b_off = (np.array(o, np.int64) for o in offsets)
+            P = int(n_params)
+        self.n_params = P
+        self.loss_code = LOSS_CODES[loss]
+        self.act_code = _act_code(act)
+        self.alpha = dt.type(alpha)
+        self.c = _CST[dt]
+        B = self.batch
         ntiles = -(-B // TILE_ROWS)
         nch = max(1, min(FUSED_CHUNKS, ntiles))
         L = len(sizes) - 1
         mw = max(sizes)
-        ws = dict(
-            WT=np.zeros(P, dtype), gbuf=np.zeros((nch, P), dtype),
-            Z=np.zeros((nch, L * TILE_ROWS * mw), dtype), A=np.zeros((nch, L * TILE_ROWS * mw), dtype),
-            G0=np.zeros((nch, TILE_ROWS * mw), dtype), G1=np.zeros((nch, TILE_ROWS * mw), dtype),
-            closs=np.zeros(nch, np.float64), sizes=np.array(sizes, np.int64),
-        )
-        cache[key] = ws
-    return ws
+        self.WT, self.gbuf = np.zeros(P, dt), np.zeros((nch, P), dt)
+        self.Z, self.A = np.zeros((nch, L * TILE_ROWS * mw), dt), np.zeros((nch, L * TILE_ROWS * mw), dt)
+        self.G0, self.G1 = np.zeros((nch, TILE_ROWS * mw), dt), np.zeros((nch, TILE_ROWS * mw), dt)
+        self.closs = np.zeros(nch, np.float64)
+        self.nbad = np.zeros(-(-P // RED_BLOCK), np.int64)
+        self.sizes_arr = np.array(sizes, np.int64)
+        if self.loss_code == 0:
+            self.scale, self.div = dt.type(1.0 / B), B
+        else:
+            self.scale, self.div = dt.type(2.0 / (B * sizes[-1])), B * sizes[-1]
+        macs = B * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+        self.kernel = _fused_step_ser if macs < FUSED_PAR_MIN else _fused_step_par
+        self._zero_lr = dt.type(0.0)
+
+    def __call__(self, X, y, params, grads, lr=None):
+        if self.loss_code == 0:
+            labels, target = y, _DUMMY_T[self.dtype]
+        else:
+            labels, target = _DUMMY_LABELS, y
+        tot, bad = self.kernel(X, labels, target, params, grads, self.WT, self.gbuf, self.sizes_arr, self.w_off,
+                               self.b_off, self.act_code, self.alpha, self.c, self.loss_code, self.scale,
+                               self._zero_lr if lr is None else self.dtype.type(lr), lr is not None,
+                               self.Z, self.A, self.G0, self.G1, self.closs, self.nbad)
+        return tot / self.div, int(bad)
 
 
-_DUMMY_LABELS = np.zeros(1, np.int64)
-_DUMMY_T = {np.dtype(np.float32): np.zeros((1, 1), np.float32),
-            np.dtype(np.float64): np.zeros((1, 1), np.float64)}
+def fused_step(sizes, batch, dtype, act, alpha=0.01, loss="softmax_cross_entropy") -> FusedStep:
+    """A FusedStep for these settings (its own workspaces: one per net and batch size)."""
+    return FusedStep(sizes, batch, dtype, act, alpha, loss)
 
 
 def train_step_fused(X, y, params, grads, sizes, act, alpha=0.01, loss="softmax_cross_entropy",
                      lr=None, offsets=None):
     """Forward + backward (+ SGD when lr is given) of a narrow MLP in one fused call.
 
-    See the module docstring for the arguments. Returns the mean loss (float).
+    See the module docstring for the arguments. Returns the mean loss (float). With ``lr``, the
+    update is skipped (params untouched) when the loss or a gradient entry is not finite.
+    The prepared FusedStep is cached per thread and settings.
     """
     dt = params.dtype
     B = X.shape[0]
-    if offsets is None:
-        w_off, b_off, _ = layer_offsets(sizes)
+    off_key = None if offsets is None else tuple(tuple(int(v) for v in o) for o in offsets)
+    key = (B, tuple(sizes), dt, act, float(alpha), loss, off_key, params.shape[0])
+    cache = _scratch("plans")
+    plan = cache.get(key)
+    if plan is None:
+        if len(cache) > 16:
+            cache.clear()
+        plan = cache[key] = FusedStep(sizes, B, dt, act, alpha, loss, offsets, params.shape[0])
+    X = np.ascontiguousarray(X, dtype=dt)
+    if plan.loss_code == 0:
+        y = np.ascontiguousarray(y, dtype=np.int64)
     else:
-        w_off, b_off = (np.asarray(o, np.int64) for o in offsets)
-    ws = _workspace(B, sizes, dt, params.shape[0])
-    lc = LOSS_CODES[loss]
-    if lc == 0:
-        labels = np.ascontiguousarray(y, dtype=np.int64)
-        target = _DUMMY_T[dt]
-        scale = dt.type(1.0 / B)
-        div = B
-    else:
-        labels = _DUMMY_LABELS
-        target = np.ascontiguousarray(y, dtype=dt).reshape(B, -1)
-        n = target.size
-        scale = dt.type(2.0 / n)
-        div = n
-    macs = B * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
-    fn = _fused_step_ser if macs < FUSED_PAR_MIN else _fused_step_par
-    tot = fn(X, labels, target, params, grads, ws["WT"], ws["gbuf"], ws["sizes"], w_off, b_off,
-                      _act_code(act), dt.type(alpha), _CST[dt], lc, scale,
-                      dt.type(0.0 if lr is None else lr), lr is not None,
-                      ws["Z"], ws["A"], ws["G0"], ws["G1"], ws["closs"])
-    return tot / div
+        y = np.ascontiguousarray(y, dtype=dt).reshape(B, -1)
+    return plan(X, y, params, grads, lr)[0]
+
+
 matmul_blas = blas_matmul
