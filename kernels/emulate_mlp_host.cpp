@@ -91,6 +91,7 @@ static const sbf_entry SBF_MLP_KERNELS[] = {
     SBF_E(sbf_mlp_colsum_finish_float32), SBF_E(sbf_mlp_colsum_finish_float64),
     SBF_E(sbf_mlp_softmax_xent_float32), SBF_E(sbf_mlp_softmax_xent_float64),
     SBF_E(sbf_mlp_mse_float32), SBF_E(sbf_mlp_mse_float64),
+    SBF_E(sbf_mlp_gemm_exact_float32), SBF_E(sbf_mlp_gemm_exact_float64),
     SBF_E(sbf_mlp_sgd_float32), SBF_E(sbf_mlp_sgd_float64),
     SBF_E(sbf_mlp_momentum_float32), SBF_E(sbf_mlp_momentum_float64),
     SBF_E(sbf_mlp_adam_float32), SBF_E(sbf_mlp_adam_float64),

@@ -3,7 +3,8 @@
 // symbreak_fast/backends/mlp_cupy.py runs the GEMMs with cupy.matmul (cuBLAS) and everything else
 // with the kernels below: bias + activation (forward epilogue), activation derivative + bias
 // gradient (backward epilogue), softmax cross-entropy and MSE (loss + its gradient), and the SGD /
-// momentum / Adam updates of the flat parameter buffer.
+// momentum / Adam updates of the flat parameter buffer. With exact_symmetry (constant inits) the
+// GEMMs are sbf_mlp_gemm_exact instead: column-exact, no FMA, bitwise the CPU reference's order.
 //
 // Compiled by NVRTC ourselves (mlp_cupy.compile_mlp_kernels), with
 //   -std=c++17 -fmad=true -prec-div=true -prec-sqrt=true -ftz=false
@@ -252,6 +253,43 @@ SBF_FN void sbf_mlp_mse_t(const T* pred, const T* target, T* dpred, double* part
     part[t] = acc;
 }
 
+// --- column-exact GEMM: out = a @ b, each element a fixed-order sequential k-sum ---------------------------
+// out[i, j] = (((0 + a[i,0] b[0,j]) + a[i,1] b[1,j]) + ...) + a[i,K-1] b[K-1,j]: every product rounded,
+// then added, k in order, accumulated in T. Every output element runs this same operation sequence
+// (no tiles, no edge code), so identical columns of b give bitwise identical columns of out: what a
+// constant-init net needs to keep its neurons copies of each other (cuBLAS, like OpenBLAS, rounds
+// columns of one matrix differently). The sequence is the one of symbreak_fast._mlp_ref.matmul and
+// mlp_numba.matmul, so the three agree bit for bit. On the device the round-to-nearest intrinsics
+// keep -fmad=true from contracting the pair into an FMA; the host build has -ffp-contract=off.
+// out (rows, cols) C order; element (i, k) of a at a[i*sa_i + k*sa_k], (k, j) of b at b[k*sb_k + j*sb_j]
+// (strides in elements, so transposed views need no copy). One thread per output element, grid-stride;
+// adjacent threads take adjacent columns (b loads coalesce when sb_j == 1). Slow next to cuBLAS: it is
+// for the small nets of symmetry experiments (MLP exact_symmetry=True), not for throughput.
+#ifdef SBF_MLP_DEVICE_CODE
+SBF_FN float sbf_mul_rn(float x, float y) { return __fmul_rn(x, y); }
+SBF_FN double sbf_mul_rn(double x, double y) { return __dmul_rn(x, y); }
+SBF_FN float sbf_add_rn(float x, float y) { return __fadd_rn(x, y); }
+SBF_FN double sbf_add_rn(double x, double y) { return __dadd_rn(x, y); }
+#else
+template <typename T> SBF_FN T sbf_mul_rn(T x, T y) { return x * y; }
+template <typename T> SBF_FN T sbf_add_rn(T x, T y) { return x + y; }
+#endif
+
+template <typename T>
+SBF_FN void sbf_mlp_gemm_exact_t(const T* a, const T* b, T* out, sbf_i64 rows, sbf_i64 cols, sbf_i64 inner,
+                                 sbf_i64 sa_i, sbf_i64 sa_k, sbf_i64 sb_k, sbf_i64 sb_j) {
+    const sbf_i64 n = rows * cols;
+    for (sbf_i64 e = SBF_TID; e < n; e += SBF_NTHREADS) {
+        const sbf_i64 i = e / cols;
+        const sbf_i64 j = e - i * cols;
+        const T* ai = a + i * sa_i;
+        const T* bj = b + j * sb_j;
+        T acc = (T)0;
+        for (sbf_i64 k = 0; k < inner; ++k) acc = sbf_add_rn(acc, sbf_mul_rn(ai[k * sa_k], bj[k * sb_k]));
+        out[e] = acc;
+    }
+}
+
 // --- optimizers: one grid-stride pass over the flat buffers -----------------------------------------------
 // p -= lr g
 template <typename T>
@@ -352,6 +390,13 @@ SBF_KERNEL sbf_mlp_mse_float32(const float* pred, const float* target, float* dp
 SBF_KERNEL sbf_mlp_mse_float64(const double* pred, const double* target, double* dpred, double* part, sbf_i64 n,
                                double scale) {
     sbf_mlp_mse_t<double>(pred, target, dpred, part, n, scale); }
+
+#define SBF_GEMM_PARAMS sbf_i64 rows, sbf_i64 cols, sbf_i64 inner, sbf_i64 sa_i, sbf_i64 sa_k, sbf_i64 sb_k, \
+    sbf_i64 sb_j
+SBF_KERNEL sbf_mlp_gemm_exact_float32(const float* a, const float* b, float* out, SBF_GEMM_PARAMS) {
+    sbf_mlp_gemm_exact_t<float>(a, b, out, rows, cols, inner, sa_i, sa_k, sb_k, sb_j); }
+SBF_KERNEL sbf_mlp_gemm_exact_float64(const double* a, const double* b, double* out, SBF_GEMM_PARAMS) {
+    sbf_mlp_gemm_exact_t<double>(a, b, out, rows, cols, inner, sa_i, sa_k, sb_k, sb_j); }
 
 SBF_KERNEL sbf_mlp_sgd_float32(float* p, const float* g, sbf_i64 n, double lr) { sbf_mlp_sgd_t<float>(p, g, n, lr); }
 SBF_KERNEL sbf_mlp_sgd_float64(double* p, const double* g, sbf_i64 n, double lr) { sbf_mlp_sgd_t<double>(p, g, n, lr); }

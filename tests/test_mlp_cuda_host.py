@@ -108,7 +108,7 @@ def test_nvrtc_compiles_every_kernel(emu):
     assert ".target sm_80" in ptx
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
     assert entries == set(mlp_cupy.KERNEL_NAMES), entries ^ set(mlp_cupy.KERNEL_NAMES)
-    assert len(mlp_cupy.KERNEL_NAMES) == len(set(mlp_cupy.KERNEL_NAMES)) == 44
+    assert len(mlp_cupy.KERNEL_NAMES) == len(set(mlp_cupy.KERNEL_NAMES)) == 46
     assert sorted(emu.kernel_names()) == sorted(mlp_cupy.KERNEL_NAMES)   # the emulation has them all
     # -ftz=false, IEEE div/sqrt: the only approximate / flush-to-zero instructions left are the
     # seeds inside CUDA's own accurate expf/tanhf/erff and double division (ex2.approx, rcp.approx)
@@ -117,6 +117,14 @@ def test_nvrtc_compiles_every_kernel(emu):
     assert re.search(r"\bdiv\.rn\.f32", ptx) and re.search(r"\bsqrt\.rn\.f32", ptx)
     assert not re.search(r"\b(ld|st)\.shared|bar\.sync|\batom\.|\bred\.|shfl\.", ptx), \
         "shared memory, barriers, atomics or shuffles: the sequential host emulation would not be faithful"
+    # the column-exact GEMM: products and sums rounded separately (no FMA despite -fmad=true), so the
+    # device computes the host emulation's (and _mlp_ref.matmul's) bits
+    for name, t in (("sbf_mlp_gemm_exact_float32", "f32"), ("sbf_mlp_gemm_exact_float64", "f64")):
+        body = ptx[ptx.index(f".entry {name}"):]
+        body = body[:body.index("\n}")]
+        assert re.search(rf"\bmul\.rn\.{t}", body) and re.search(rf"\badd\.rn\.{t}", body), name
+        assert not re.search(r"\bfma\.", body), f"{name} contracts into FMAs"
+    assert re.search(r"\bfma\.rn\.f32", ptx), "the other kernels still get FMAs (-fmad=true)"
 
 
 def test_cubin_for_sm90_and_cache(monkeypatch, tmp_path):
@@ -269,6 +277,38 @@ def test_softmax_mse_optimizer_kernels(emu, dt):
         close(m, wm, dt, what="adam m"), close(v, wv, dt, what="adam v")
         want = p0 - lr / (1 - b1 ** t) * wm / (np.sqrt(wv) / math.sqrt(1 - b2 ** t) + eps)
         close(p, want, dt, scale=1e-2, what="adam p")
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_gemm_exact_kernel_is_the_reference_bit_for_bit(emu, dt):
+    """sbf_mlp_gemm_exact on the emulated grid: _mlp_ref.matmul's bits (k in order, products
+    rounded, no FMA) for plain and transposed operands (strides), odd shapes, every grid; identical
+    columns of b give bitwise identical columns of out."""
+    R = _ref()
+    rng = np.random.default_rng(7)
+    name = np.dtype(dt).name
+    for (m, k, n), (grid, block) in zip([(1, 1, 1), (1, 7, 5), (9, 33, 13), (40, 3, 70), (17, 64, 64)],
+                                        GRIDS + [(2, 128), (1, 3)]):
+        a = rng.standard_normal((m, k)).astype(dt)
+        b = rng.standard_normal((k, n)).astype(dt)
+        want = np.empty((m, n), dt)
+        R.matmul(a, b, want)
+        aT, bT = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)    # a = aT.T, b = bT.T (views)
+        for a_base, sa, b_base, sb in ((a, (k, 1), b, (n, 1)), (aT, (1, m), b, (n, 1)),
+                                       (a, (k, 1), bT, (1, k)), (aT, (1, m), bT, (1, k))):
+            out, ob = guarded(np.zeros((m, n), dt))
+            emu.launch_args(f"sbf_mlp_gemm_exact_{name}", grid, block,
+                            (a_base, b_base, out, np.int64(m), np.int64(n), np.int64(k), np.int64(sa[0]),
+                             np.int64(sa[1]), np.int64(sb[0]), np.int64(sb[1])))
+            check_guard(ob, out.size)
+            assert np.array_equal(out.view(np.uint8), want.view(np.uint8)), (m, k, n, sa, sb)
+        # identical columns: every column of out bitwise equal to the first
+        bc = np.repeat(b[:, :1], n, axis=1)
+        out = np.zeros((m, n), dt)
+        emu.launch_args(f"sbf_mlp_gemm_exact_{name}", grid, block,
+                        (a, bc, out, np.int64(m), np.int64(n), np.int64(k), np.int64(k), np.int64(1),
+                         np.int64(n), np.int64(1)))
+        assert (out.view(np.uint8).reshape(m, n, -1) == out.view(np.uint8).reshape(m, n, -1)[:, :1]).all()
 
 
 def test_argument_checks_catch_wrong_packing(emu):
@@ -424,6 +464,54 @@ def test_equal_columns_stay_bitwise_equal(cp):
     m, v = cp.zeros(64, np.float32), cp.zeros(64, np.float32)
     mlp_cupy.adam(p, cp.asarray(np.full(64, 0.25, np.float32)), m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
     assert (p.get() == p.get()[0]).all()
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_matmul_ops_exact_and_blas(cp, dt):
+    """mlp_cupy.matmul (the exact kernel) equals _mlp_ref.matmul bit for bit, transposed views
+    included (the three GEMMs of a step); blas_matmul (cuBLAS, NumPy's matmul on this emulated
+    device) agrees within tolerance."""
+    R = _ref()
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((37, 9)).astype(dt)
+    W = rng.standard_normal((9, 21)).astype(dt)
+    g = rng.standard_normal((37, 21)).astype(dt)
+    for a, b in ((x, W), (x.T, g), (g, W.T)):
+        want = np.empty((a.shape[0], b.shape[1]), dt)
+        R.matmul(a, b, want)
+        ga, gb = cp.asarray(np.ascontiguousarray(a.T)).T if not a.flags.c_contiguous else cp.asarray(a), \
+            cp.asarray(np.ascontiguousarray(b.T)).T if not b.flags.c_contiguous else cp.asarray(b)
+        out = cp.empty(want.shape, dt)
+        mlp_cupy.matmul(ga, gb, out)
+        assert np.array_equal(out.get(), want)
+        mlp_cupy.blas_matmul(ga, gb, out)
+        close(out.get(), want, dt, scale=a.shape[1])
+    with pytest.raises(ValueError, match="shapes"):
+        mlp_cupy.matmul(cp.asarray(x), cp.asarray(x), cp.empty((37, 9), dt))
+
+
+@pytest.mark.parametrize("init", [("constant", {"value": 0.05}), ["constant", {"value": 0.05}], "ones"])
+def test_constant_init_on_the_device_keeps_neurons_bitwise_identical(cp, init):
+    """MLP(device="cuda") with a constant init: exact_symmetry picks the exact GEMM kernel, and
+    after training every hidden neuron is still a bitwise copy of the first (and did move)."""
+    from symbreak_fast.mlp import MLP
+    rng = np.random.default_rng(9)
+    sizes = [5, 12, 9, 3]
+    X = rng.standard_normal((40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    net = MLP(sizes, init=init, device="cuda", activation="tanh", optimizer="adam", lr=0.01, key=2)
+    assert net.exact_symmetry and net._matmul is mlp_cupy.matmul
+    W0 = net.params["layers.0.weight"].get().copy()
+    for _ in range(4):
+        net.step(cp.asarray(X), cp.asarray(y))
+    for i in range(len(sizes) - 2):
+        W = net.params[f"layers.{i}.weight"].get()
+        b = net.params[f"layers.{i}.bias"].get()
+        nxt = net.params[f"layers.{i + 1}.weight"].get()
+        assert (W == W[:, :1]).all() and (b == b[0]).all() and (nxt == nxt[:1]).all(), f"layer {i} drifted"
+    assert not np.array_equal(net.params["layers.0.weight"].get(), W0), "it trained"
+    rnd = MLP(sizes, device="cuda", key=2)
+    assert not rnd.exact_symmetry and rnd._matmul is mlp_cupy.blas_matmul
 
 
 def test_op_argument_errors(cp):

@@ -141,6 +141,46 @@ def test_deterministic_and_equal_columns(cp):
         assert (arr.view(np.uint32) == arr[:, :1].view(np.uint32)).all()
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_exact_gemm_is_the_reference_bit_for_bit_on_the_device(cp, R, dt):
+    """mlp_cupy.matmul (sbf_mlp_gemm_exact: no FMA, k in order) gives _mlp_ref.matmul's bits on the
+    device, for the three GEMMs of a step (plain, a.T, b.T); identical columns stay identical."""
+    rng = np.random.default_rng(6)
+    for m, k, n in ((1, 1, 1), (37, 9, 21), (256, 64, 300), (129, 130, 3)):
+        x = rng.standard_normal((m, k)).astype(dt)
+        W = rng.standard_normal((k, n)).astype(dt)
+        g = rng.standard_normal((m, n)).astype(dt)
+        xg, Wg, gg = cp.asarray(x), cp.asarray(W), cp.asarray(g)
+        for a, b, ag, bg in ((x, W, xg, Wg), (x.T, g, xg.T, gg), (g, W.T, gg, Wg.T)):
+            want = np.empty((a.shape[0], b.shape[1]), dt)
+            R.matmul(a, b, want)
+            out = cp.empty(want.shape, dt)
+            mlp_cupy.matmul(ag, bg, out)
+            assert np.array_equal(out.get(), want), (m, k, n)
+        Wc = cp.asarray(np.repeat(W[:, :1], n, axis=1))
+        out = cp.empty((m, n), dt)
+        mlp_cupy.matmul(xg, Wc, out)
+        o = out.get()
+        assert (o == o[:, :1]).all()
+
+
+def test_constant_init_keeps_neurons_identical_on_the_gpu(cp):
+    import symbreak_fast as sbf
+    MLP = getattr(sbf, "MLP", None) or __import__("symbreak_fast.mlp", fromlist=["MLP"]).MLP
+    rng = np.random.default_rng(7)
+    X = cp.asarray(rng.standard_normal((512, 2)).astype(np.float32))
+    y = cp.asarray(rng.integers(0, 2, 512))
+    net = MLP([2, 32, 32, 2], init=("constant", {"value": 0.5}), activation="tanh", optimizer="momentum",
+              lr=0.1, device="cuda")
+    assert net.exact_symmetry and net._matmul is mlp_cupy.matmul
+    for _ in range(50):
+        net.step(X, y)
+    for i in range(2):
+        W = net.params[f"layers.{i}.weight"].get()
+        assert (W == W[:, :1]).all(), f"layer {i}: identical neurons drifted apart on the GPU"
+    assert not (net.params["layers.0.weight"].get() == 0.5).all()
+
+
 @pytest.mark.parametrize("loss,opt,act,dt", [
     ("softmax_cross_entropy", "sgd", "relu", "float32"),
     ("softmax_cross_entropy", "adam", "gelu", "float32"),

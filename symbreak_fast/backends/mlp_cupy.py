@@ -1,9 +1,16 @@
 """MLP ops on a CUDA GPU: cuBLAS GEMMs (``cupy.matmul``) + the fused kernels of ``kernels/sbf_mlp.cu``.
 
 The ops interface is the one of ``symbreak_fast._mlp_ref`` (NumPy) and ``backends.mlp_numba``:
-``xp, matmul, bias_act_forward, act_backward_bias_grad, softmax_xent, mse, sgd, momentum, adam``,
-on C-contiguous cupy arrays of one float dtype (float32 or float64). Kernels run on the array's
-device and the current stream; only the losses synchronize (they return a Python float).
+``xp, matmul, blas_matmul, bias_act_forward, act_backward_bias_grad, softmax_xent, mse, sgd,
+momentum, adam``, on C-contiguous cupy arrays of one float dtype (float32 or float64; the GEMMs
+also take transposed views). Kernels run on the array's device and the current stream; only the
+losses synchronize (they return a Python float).
+
+GEMMs, as on the CPU: ``blas_matmul`` is cuBLAS (fast; the MLP's choice for random inits) and
+``matmul`` the column-exact ``sbf_mlp_gemm_exact`` kernel (each output element one sequential
+k-sum of rounded products, no FMA), which keeps identical weight columns giving bitwise identical
+outputs: the MLP uses it when ``exact_symmetry`` is on (constant inits). It computes the same bits
+as ``_mlp_ref.matmul`` and ``mlp_numba.matmul``, and is far slower than cuBLAS.
 
 Loading follows ``cuda_cupy``: we compile with NVRTC ourselves (CuPy's ``RawModule(code=)`` would
 append ``-ftz=true``) into a cubin cached on disk under a name hashed from (source, options, arch,
@@ -44,7 +51,8 @@ DTYPES = ("float32", "float64")
 
 KERNEL_NAMES = tuple(
     [f"sbf_mlp_{k}_{a}_{d}" for k in ("bias_act", "act_grad") for d in DTYPES for a in ACTIVATIONS]
-    + [f"sbf_mlp_{k}_{d}" for k in ("colsum_finish", "softmax_xent", "mse", "sgd", "momentum", "adam")
+    + [f"sbf_mlp_{k}_{d}" for k in ("colsum_finish", "softmax_xent", "mse", "gemm_exact", "sgd", "momentum",
+                                    "adam")
        for d in DTYPES])
 
 _MODULES: dict = {}
@@ -160,10 +168,47 @@ def _alpha(act: str, alpha) -> np.float64:
     return np.float64(alpha)
 
 
-def matmul(a, b, out):
-    """out = a @ b with cuBLAS (transposed views a.T / b.T are passed to cuBLAS as transposes)."""
+def blas_matmul(a, b, out):
+    """out = a @ b with cuBLAS (transposed views a.T / b.T are passed to cuBLAS as transposes).
+    Fast; does not keep identical columns identical (see ``matmul``)."""
     import cupy
     return cupy.matmul(a, b, out=out)
+
+
+def _gemm_operand(x):
+    """(C-contiguous array holding x's elements, stride of x's axis 0, stride of axis 1), in elements:
+    x itself, or for a transposed view (F-contiguous) its C-contiguous transpose; else a copy."""
+    if x.flags.c_contiguous:
+        return x, x.shape[1], 1
+    if x.flags.f_contiguous:
+        return x.T, 1, x.shape[0]
+    import cupy
+    x = cupy.ascontiguousarray(x)
+    return x, x.shape[1], 1
+
+
+def matmul(a, b, out):
+    """out = a @ b, column-exact (``sbf_mlp_gemm_exact``): every element sum_k a[i, k] * b[k, j], k in
+    order, each product rounded (no FMA); identical columns of b give bitwise identical columns of
+    out, and the bits equal _mlp_ref.matmul's. a / b may be transposed views. Slow next to cuBLAS."""
+    import cupy
+    rows, inner = a.shape
+    if b.shape[0] != inner or out.shape != (rows, b.shape[1]):
+        raise ValueError(f"matmul shapes {a.shape} @ {b.shape} -> {out.shape} do not match")
+    if not out.flags.c_contiguous:
+        raise ValueError("mlp_cupy kernels need C-contiguous arrays")
+    cols = out.shape[1]
+    a_base, sa_i, sa_k = _gemm_operand(a)
+    b_base, sb_k, sb_j = _gemm_operand(b)
+    dev, dt = _check(a_base, b_base, out)
+    if rows * cols == 0:
+        return out
+    with cupy.cuda.Device(dev):
+        _kernel(dev, f"sbf_mlp_gemm_exact_{dt}")(
+            (grid_for(rows * cols, cuda_cupy._sm_count(dev)),), (THREADS,),
+            (a_base, b_base, out, np.int64(rows), np.int64(cols), np.int64(inner), np.int64(sa_i),
+             np.int64(sa_k), np.int64(sb_k), np.int64(sb_j)))
+    return out
 
 
 def bias_act_forward(z, b, act, alpha, a):
