@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._key import as_key
+from .mlp import DivergenceError
 from .random import normal as _normal
 from .random import uniform as _uniform
 
 __all__ = ["distinct_neurons", "symmetry_report", "signal_propagation", "two_spirals", "gaussian_blobs",
            "teacher_task", "make_data", "init_weights", "Result", "format_table", "symmetry_experiment",
-           "depth_signal", "depth_training", "SCHEMES", "demo_settings", "pivot", "write_plots"]
+           "depth_signal", "depth_training", "SCHEMES", "demo_settings", "pivot", "write_plots",
+           "symmetry_conclusions", "depth_signal_conclusions", "depth_training_conclusions", "UNEXPECTED",
+           "TRAINING_EXPECTED"]
 
 
 # ---------------------------------------------------------------------------
@@ -179,12 +182,10 @@ def signal_propagation(net, X, y=None) -> list[dict]:
         y = _labels_for(net, Xh.shape[0])
     Xd, yd = _to_device(net, X, y)
     with np.errstate(all="ignore"):
-        try:
+        try:        # MLP.loss_and_grad returns a non-finite loss as is; other nets may raise instead
             _, grads = net.loss_and_grad(Xd, yd)
             norms = [float(np.linalg.norm(_host(grads[f"layers.{i}.weight"]).astype(np.float64))) for i in range(L)]
-        except (FloatingPointError, ArithmeticError, ValueError, RuntimeError) as e:
-            if not _is_divergence(e):
-                raise
+        except DivergenceError:
             norms = [float("nan")] * L
     for r, g in zip(rows, norms):
         r["grad_norm"] = g
@@ -314,12 +315,6 @@ def _to_device(net, X, y):
     return xp.asarray(X), xp.asarray(y)
 
 
-def _is_divergence(e: BaseException) -> bool:
-    text = f"{type(e).__name__} {e}".lower()
-    return isinstance(e, (FloatingPointError, ArithmeticError)) or any(
-        w in text for w in ("diverg", "nan", "inf", "overflow", "finite"))
-
-
 def _xent_acc(net, X, y) -> tuple[float, float]:
     """Mean softmax cross-entropy and accuracy of ``net`` on (X, y), in float64 on the host."""
     with np.errstate(all="ignore"):
@@ -354,9 +349,7 @@ def _train(net, X, y, *, steps, batch, key):
             xb, yb = Xd[ii], yd[ii]
         try:
             loss = float(net.step(xb, yb))
-        except (FloatingPointError, ArithmeticError, ValueError, RuntimeError) as e:
-            if not _is_divergence(e):
-                raise
+        except DivergenceError:          # non-finite loss or gradient; the net kept its last good state
             return curve, "diverged"
         if not math.isfinite(loss):
             return curve, "diverged"
@@ -436,7 +429,8 @@ def symmetry_experiment(*, sizes=(2, 32, 32, 2), activation="tanh",
     training amplifies (the symmetric state is unstable). The CPU backends keep identical
     columns bit-identical in float32 too.
     Rows: ``scheme``, ``distinct_before`` / ``distinct_after`` (distinct neurons per hidden layer,
-    tuples), ``width``, ``loss_init``, ``loss_final``, ``accuracy`` (on the training data), ``status``.
+    tuples), ``width``, ``loss_init``, ``loss_final``, ``accuracy`` (on the training data),
+    ``chance`` (largest class share), ``learned`` (accuracy >= chance + (1 - chance) / 2), ``status``.
     """
     t0 = time.perf_counter()
     key = as_key(key)
@@ -444,6 +438,7 @@ def symmetry_experiment(*, sizes=(2, 32, 32, 2), activation="tanh",
     if sizes[0] != X.shape[1] or sizes[-1] < int(y.max()) + 1:
         raise ValueError(f"sizes {tuple(sizes)} do not fit the {data!r} data ({X.shape[1]} inputs, "
                          f"{int(y.max()) + 1} classes)")
+    chance = float(np.bincount(y).max() / len(y))
     rows, curves = [], {}
     for scheme in schemes:
         net = _make_net(sizes, activation, scheme, key / "net", lr=lr, optimizer=optimizer, dtype=dtype,
@@ -459,7 +454,7 @@ def symmetry_experiment(*, sizes=(2, 32, 32, 2), activation="tanh",
             after = [None] * len(before)
         rows.append(dict(scheme=scheme, width=tuple(sizes[1:-1]), distinct_before=tuple(before),
                          distinct_after=tuple(after), loss_init=loss0, loss_final=loss1, accuracy=acc,
-                         status=status))
+                         chance=chance, learned=_learned(acc, chance, status), status=status))
         curves[scheme] = curve
     config = dict(sizes=tuple(sizes), activation=activation, schemes=tuple(schemes), data=data, n=n, steps=steps,
                   batch=batch, lr=lr, optimizer=optimizer, key=key.seed,
@@ -525,13 +520,171 @@ def depth_training(*, depth=30, width=64, activations=("relu", "tanh"), schemes=
         loss0, _ = _xent_acc(net, Xd, yd)
         curve, status = _train(net, X, y, steps=steps, batch=batch, key=key / "order")
         loss1, acc = _xent_acc(net, Xd, yd) if status == "ok" else (float("nan"), float("nan"))
-        trains = status == "ok" and math.isfinite(acc) and acc >= chance + (1 - chance) / 2
+        trains = _learned(acc, chance, status)
         rows.append(dict(activation=act, scheme=scheme, loss_init=loss0, loss_final=loss1, accuracy=acc,
                          chance=chance, trains=trains, status=status))
         curves[f"{act} {scheme}"] = curve
     config = dict(depth=depth, width=width, sizes=tuple(sizes), runs=tuple(runs), data=data, n=n, steps=steps,
                   batch=batch, lr=lr, optimizer=optimizer, key=key.seed, dtype=dtype, backend=backend, device=device)
     return Result("depth_training", rows, config, curves, time.perf_counter() - t0)
+
+
+def _learned(acc, chance, status) -> bool:
+    """The 'trains' / 'learned' bar: finite, and at least halfway from chance to perfect accuracy."""
+    return status == "ok" and math.isfinite(acc) and acc >= chance + (1 - chance) / 2
+
+
+# ---------------------------------------------------------------------------
+# conclusions drawn from the rows (the demo prints them)
+# ---------------------------------------------------------------------------
+UNEXPECTED = "!! UNEXPECTED:"
+
+
+def _names(items) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def symmetry_conclusions(res: Result) -> list[str]:
+    """What the rows of ``symmetry_experiment`` show, in words, plus a line starting with
+    ``UNEXPECTED`` for every row that contradicts the theory: a constant init must stay at 1
+    distinct neuron per hidden layer before and after training (every neuron gets the same input
+    and the same gradient); a random init keeps every neuron distinct and learns the task. On the
+    two spirals a constant-init net is a chain of one-neuron layers, whose decision boundary is a
+    line: it cannot learn them, so there "learned" is expected to be False."""
+    rows, c = res.rows, res.config
+    const = [r for r in rows if _is_constant_scheme(r["scheme"])]
+    rand = [r for r in rows if not _is_constant_scheme(r["scheme"])]
+    one = [r["scheme"] for r in rows if all(d == 1 for d in r["distinct_after"])]
+    full = [r["scheme"] for r in rows if tuple(r["distinct_after"]) == tuple(r["width"])]
+    bar = rows[0]["chance"] + (1 - rows[0]["chance"]) / 2 if rows else 0.0
+    task = "the spirals" if c.get("data") == "spirals" else f"the {c.get('data')} task"
+    out = [f"stayed at 1 distinct neuron per hidden layer after training: {_names(one)}",
+           f"kept every neuron distinct: {_names(full)}",
+           f"learned {task} (accuracy >= {bar:.2f}): "
+           + _names([f"{r['scheme']} {_fmt(r['accuracy'])}" for r in rows if r["learned"]])
+           + "; did not: " + _names([f"{r['scheme']} {_fmt(r['accuracy'])}" for r in rows if not r["learned"]])]
+    for r in const:
+        for when in ("before", "after"):
+            if any(d != 1 for d in r[f"distinct_{when}"]):
+                out.append(f"{UNEXPECTED} {r['scheme']} has {_fmt(r[f'distinct_{when}'])} distinct neurons {when} "
+                           "training; a constant init must keep exactly 1 per hidden layer")
+        if c.get("data") == "spirals" and r["learned"]:
+            out.append(f"{UNEXPECTED} {r['scheme']} learned the spirals (accuracy {_fmt(r['accuracy'])}) with one "
+                       "neuron per layer, whose decision boundary is a line")
+    for r in rand:
+        if tuple(r["distinct_after"]) != tuple(r["width"]) or tuple(r["distinct_before"]) != tuple(r["width"]):
+            out.append(f"{UNEXPECTED} {r['scheme']} has {_fmt(r['distinct_before'])} -> {_fmt(r['distinct_after'])} "
+                       f"distinct neurons of {_fmt(r['width'])}; a random init keeps them all distinct")
+        if not r["learned"]:
+            out.append(f"{UNEXPECTED} {r['scheme']} did not learn {task} (accuracy {_fmt(r['accuracy'])} < "
+                       f"{bar:.2f})")
+    return out
+
+
+def _scheme_var(scheme, fan_in, fan_out):
+    """Var(W) of a weight scheme, where it is known (normal(s), xavier, he); None otherwise."""
+    s = scheme.strip()
+    m = re.fullmatch(r"normal\(\s*([-+0-9.eE]+)\s*\)", s)
+    if m:
+        return float(m.group(1)) ** 2
+    name = _NAMED.get(s, s)
+    if name == "xavier_normal":
+        return 2.0 / (fan_in + fan_out)
+    if name == "he_normal":
+        return 2.0 / fan_in
+    return None
+
+
+def _trend(ratio) -> str:
+    if not math.isfinite(ratio) or ratio > 1e3:
+        return "explodes"
+    if ratio < 1e-3:
+        return "vanishes"
+    if 0.1 <= ratio <= 10:
+        return "stays"
+    return "grows" if ratio > 1 else "shrinks"
+
+
+SIGNAL_TOLERANCE_DECADES = 2.0
+SATURATED = 0.25           # tanh "saturates": over a quarter of the hidden units at |a| > 0.99 (Xavier: ~0)
+
+
+def depth_signal_conclusions(res: Result) -> list[str]:
+    """What the rows of ``depth_signal`` show: for every (activation, scheme) the ratio of the
+    activation std at the last hidden layer to that at layer 1, named (explodes > 1e3, grows,
+    stays within 10x, shrinks, vanishes < 1e-3), with ``UNEXPECTED`` lines where it contradicts the
+    variance recursion. Expected ratio: ReLU halves E[z^2] per layer unless the weights make up for
+    it, Var z_{l+1} = width Var(W) Var z_l / 2 (He et al. 2015), so the std ratio over the
+    ``depth - 2`` width x width layers is (width Var(W) / 2) ** ((depth - 2) / 2); tanh is linear
+    for small z, so where width Var(W) < 1 the same holds without the 1/2. Finite width makes
+    the log-variance wander (about sqrt(depth * 5 / width) e-folds), so a measured ratio is
+    flagged only when it is more than 10 ** SIGNAL_TOLERANCE_DECADES away from the prediction.
+    tanh nets whose width Var(W) >= 1 get no prediction (they saturate); those with
+    width Var(W) > 2 are expected to saturate (mean saturated fraction > SATURATED)."""
+    c = res.config
+    depth, width = c["depth"], c["width"]
+    out = []
+    for act in c["activations"]:
+        parts, flags = [], []
+        for scheme in c["schemes"]:
+            rs = [r for r in res.rows if r["activation"] == act and r["scheme"] == scheme]
+            hidden = [r for r in rs if r["kind"] == "hidden"]
+            if len(hidden) < 2:
+                continue
+            first, last = hidden[0]["act_std"], hidden[-1]["act_std"]
+            ratio = last / first if first > 0 else float("inf")
+            trend = _trend(ratio)
+            sat = [r["saturation"] for r in hidden if r["saturation"] is not None]
+            msat = float(np.mean(sat)) if sat else None
+            parts.append(f"{scheme} x{_fmt(ratio)} ({trend}"
+                         + (f", {msat:.0%} saturated" if msat is not None and msat > 0.05 else "") + ")")
+            v = _scheme_var(scheme, width, width)
+            if v is None:
+                continue
+            gain = width * v
+            steps = (len(hidden) - 1) / 2                   # std ratio = factor ** steps
+            log_pred = None
+            if act == "relu":
+                log_pred = steps * math.log10(gain / 2) if gain > 0 else -math.inf
+            elif act in ("tanh", "linear") and gain < 1:
+                log_pred = steps * math.log10(gain) if gain > 0 else -math.inf
+            if log_pred is not None:
+                log_meas = math.log10(ratio) if 0 < ratio < math.inf else (-math.inf if ratio == 0 else math.inf)
+                clamp = lambda x: min(300.0, max(-300.0, x))      # beyond 1e+-300 both are 'overflow'
+                if abs(clamp(log_meas) - clamp(log_pred)) > SIGNAL_TOLERANCE_DECADES:
+                    pred = 10.0 ** clamp(log_pred)
+                    flags.append(f"{UNEXPECTED} {act} {scheme}: std ratio {_fmt(ratio)} over {len(hidden)} hidden "
+                                 f"layers, the variance recursion predicts {_fmt(pred)} ({_trend(pred)})")
+            elif act == "tanh" and gain > 2 and (msat is None or msat <= SATURATED):
+                flags.append(f"{UNEXPECTED} {act} {scheme}: width Var(W) = {gain:.3g} should saturate tanh, "
+                             f"mean saturated fraction {0.0 if msat is None else msat:.2f} <= {SATURATED}")
+        out.append(f"{act}: activation std, last hidden layer / layer 1: " + "; ".join(parts))
+        out += flags
+    return out
+
+
+# Trainability of deep nets, as published: 30-layer ReLU nets train with He and stall with Xavier
+# (He et al. 2015, fig. 3); vanishing N(0, 0.01^2) and exploding N(0, 1) do not train; tanh with
+# Xavier trains (Glorot & Bengio 2010). Pairs not listed carry no expectation.
+TRAINING_EXPECTED = {("relu", "he"): True, ("relu", "xavier"): False, ("relu", "normal(0.01)"): False,
+                     ("relu", "normal(1)"): False, ("tanh", "xavier"): True}
+
+
+def depth_training_conclusions(res: Result) -> list[str]:
+    """Which (activation, scheme) trained according to the rows of ``depth_training``, and an
+    ``UNEXPECTED`` line for each row that contradicts ``TRAINING_EXPECTED``."""
+    rows = res.rows
+    out = ["trained: " + _names([f"{r['activation']} {r['scheme']}" for r in rows if r["trains"]]),
+           "did not train: " + _names([f"{r['activation']} {r['scheme']}"
+                                       + (" (diverged)" if r["status"] == "diverged" else "")
+                                       for r in rows if not r["trains"]])]
+    for r in rows:
+        want = TRAINING_EXPECTED.get((r["activation"], r["scheme"]))
+        if want is not None and bool(r["trains"]) != want:
+            out.append(f"{UNEXPECTED} {r['activation']} {r['scheme']} {'trained' if r['trains'] else 'did not train'} "
+                       f"(accuracy {_fmt(r['accuracy'])}, chance {_fmt(r['chance'])}); the published result is that "
+                       f"it {'trains' if want else 'does not'} at this depth")
+    return out
 
 
 # ---------------------------------------------------------------------------

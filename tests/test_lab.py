@@ -144,6 +144,82 @@ def test_depth_training_he_trains_xavier_stalls():
 
 
 # ---------------------------------------------------------------------------
+# conclusions drawn from the rows
+# ---------------------------------------------------------------------------
+def _sym_rows(**override):
+    rows = []
+    for scheme, d, acc in (("zeros", (1, 1), 0.5), ("constant(0.5)", (1, 1), 0.62), ("xavier", (8, 8), 0.99),
+                           ("he", (8, 8), 0.97)):
+        rows.append(dict(scheme=scheme, width=(8, 8), distinct_before=d, distinct_after=d, loss_init=0.7,
+                         loss_final=0.1, accuracy=acc, chance=0.5, learned=acc >= 0.75, status="ok"))
+    for scheme, kw in override.items():
+        next(r for r in rows if r["scheme"] == scheme).update(kw)
+    return lab.Result("symmetry", rows, dict(data="spirals"))
+
+
+def test_symmetry_conclusions_follow_the_rows():
+    lines = lab.symmetry_conclusions(_sym_rows())
+    assert not [x for x in lines if x.startswith(lab.UNEXPECTED)], lines
+    assert "1 distinct neuron per hidden layer after training: zeros, constant(0.5)" in lines[0]
+    assert lines[1].endswith("xavier, he") and "did not: zeros 0.500, constant(0.5) 0.620" in lines[2]
+    # a constant init that drifted, a random init that did not learn: both flagged, and the summary changes
+    bad = lab.symmetry_conclusions(_sym_rows(**{"constant(0.5)": dict(distinct_after=(3, 1)),
+                                                "he": dict(accuracy=0.6, learned=False)}))
+    flags = [x for x in bad if x.startswith(lab.UNEXPECTED)]
+    assert len(flags) == 2 and "constant(0.5) has 3 1 distinct neurons after" in flags[0] and "he did not" in flags[1]
+    assert "after training: zeros" in bad[0] and "constant" not in bad[0]
+
+
+def test_depth_training_conclusions_flag_contradictions():
+    rows = [dict(activation="relu", scheme=s, accuracy=a, chance=0.26, trains=t, status=st)
+            for s, a, t, st in (("normal(1)", float("nan"), False, "diverged"), ("xavier", 0.26, False, "ok"),
+                                ("he", 0.95, True, "ok"))]
+    lines = lab.depth_training_conclusions(lab.Result("depth_training", rows, {}))
+    assert lines[0] == "trained: relu he" and "relu normal(1) (diverged), relu xavier" in lines[1]
+    assert not [x for x in lines if x.startswith(lab.UNEXPECTED)]
+    rows[1].update(accuracy=0.9, trains=True)
+    rows[2].update(accuracy=0.3, trains=False)
+    flags = [x for x in lab.depth_training_conclusions(lab.Result("t", rows, {})) if x.startswith(lab.UNEXPECTED)]
+    assert len(flags) == 2 and "relu xavier trained" in flags[0] and "relu he did not train" in flags[1]
+
+
+def test_depth_signal_conclusions_against_the_variance_recursion():
+    """Rows built from the recursion itself give no flags; a He ReLU net whose signal vanished does."""
+    depth, width = 12, 64
+
+    def rows_for(scheme, per_layer):
+        return [dict(activation="relu", scheme=scheme, layer=i + 1, kind="hidden" if i < depth - 1 else "output",
+                     act_std=per_layer ** i, saturation=None) for i in range(depth)]
+    res = lab.Result("depth_signal", rows_for("he", 1.0) + rows_for("xavier", 0.5 ** 0.5), dict(
+        depth=depth, width=width, activations=("relu",), schemes=("he", "xavier")))
+    lines = lab.depth_signal_conclusions(res)
+    assert not [x for x in lines if x.startswith(lab.UNEXPECTED)], lines
+    assert "he x1 (stays)" in lines[0] and "xavier x0.031 (shrinks)" in lines[0]   # (1/2) ** (10 / 2)
+    res.rows = rows_for("he", 0.1) + rows_for("xavier", 0.5 ** 0.5)
+    flags = [x for x in lab.depth_signal_conclusions(res) if x.startswith(lab.UNEXPECTED)]
+    assert len(flags) == 1 and "relu he" in flags[0] and "predicts 1" in flags[0]
+
+
+def test_train_stops_on_divergence_only():
+    """_train reports 'diverged' for the net's DivergenceError; any other error (even one whose text
+    says nan) propagates."""
+    from symbreak_fast.mlp import DivergenceError
+
+    class Net:
+        params = {"layers.0.weight": np.zeros((2, 2), np.float32)}
+
+        def __init__(self, exc):
+            self.exc = exc
+
+        def step(self, X, y):
+            raise self.exc
+    X, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    assert lab._train(Net(DivergenceError("x")), X, y, steps=3, batch=2, key=0) == ([], "diverged")
+    with pytest.raises(ValueError, match="nan"):
+        lab._train(Net(ValueError("X contains nan")), X, y, steps=3, batch=2, key=0)
+
+
+# ---------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------
 def test_demo_quick_end_to_end(tmp_path, capsys):
@@ -151,6 +227,10 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "1. Symmetry" in out and "2. Depth at init" in out and "3. Depth, training" in out
+    assert out.count("From these results:") == 3
+    # the closing line counts the flagged lines printed above it
+    n_flags = sum(line.lstrip().startswith(lab.UNEXPECTED) for line in out.splitlines())
+    assert (f"{n_flags} result(s) contradict" in out) if n_flags else ("every result agrees" in out)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
