@@ -17,6 +17,7 @@ import numpy as np
 # Global flat indices are int64 everywhere (NumPy's own limit for one array).
 # The counter itself addresses 2**64 Philox blocks (2**66 32-bit words).
 MAX_ELEMENTS = 2 ** 63 - 1
+MAX_NDIM = 64           # numpy.ndarray's limit
 
 
 class IndexOutOfRange(IndexError, ValueError):
@@ -39,17 +40,23 @@ def normalize_shape(shape) -> tuple[int, ...]:
     if type(shape) is tuple and all(type(d) is int and 0 <= d for d in shape) and len(shape) < 8 \
             and math.prod(shape) <= MAX_ELEMENTS:
         return shape  # fast path: already normalized
-    if isinstance(shape, (bool, np.bool_)) or not (hasattr(shape, "__index__") or hasattr(shape, "__iter__")):
-        raise TypeError(f"shape must be an int or a sequence of ints, got {type(shape).__name__} {shape!r}")
-    if hasattr(shape, "__index__"):
+    if isinstance(shape, (bool, np.bool_, str, bytes, set, frozenset, dict)) or \
+            not (hasattr(shape, "__index__") or hasattr(shape, "__iter__")):
+        # str/bytes iterate as characters, sets and dicts in no guaranteed shape order
+        raise TypeError(f"shape must be an int or a sequence of ints such as (3, 4), got "
+                        f"{type(shape).__name__} {shape!r}")
+    if hasattr(shape, "__index__") and not (isinstance(shape, np.ndarray) and shape.ndim):
         shape = (shape,)
+    shape = tuple(shape)
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"shape has {len(shape)} dims; NumPy arrays have at most {MAX_NDIM}")
     dims = []
     for d in shape:
         if _as_int(d) is None:
-            raise TypeError(f"shape entries must be ints, got {type(d).__name__} {d!r} in {tuple(shape)!r}")
+            raise TypeError(f"shape entries must be ints, got {type(d).__name__} {d!r} in {shape!r}")
         d = _as_int(d)
         if d < 0:
-            raise ValueError(f"shape entries must be >= 0, got {d} in {tuple(shape)!r}")
+            raise ValueError(f"shape entries must be >= 0, got {d} in {shape!r}")
         dims.append(d)
     dims = tuple(dims)
     n = math.prod(dims)
@@ -91,7 +98,7 @@ def normalize_index(index, shape: tuple[int, ...]) -> Box:
     for ax, dim in enumerate(shape):
         it = index[ax] if ax < len(index) else slice(None)
         if isinstance(it, slice):
-            if it.step is not None and operator.index(it.step) != 1:
+            if it.step is not None and _as_int(it.step) != 1:
                 raise ValueError(f"index slices must have step 1 (got {it!r} on axis {ax}); "
                                  "generate the step-1 box and slice the result with [::step]")
             bounds = []

@@ -27,11 +27,14 @@ class Key:
         if isinstance(seed, Key):
             self._k0, self._k1 = seed._k0, seed._k1
             return
-        if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+        try:
+            if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+                raise TypeError
+            seed = operator.index(seed)          # numpy arrays have __index__ but only 0-d ones work
+        except TypeError:
             raise TypeError(
                 f"seed must be an int in [0, 2**64), got {type(seed).__name__} {seed!r}; "
-                "pass e.g. Key(1234) (floats and strings are not accepted: use key.child(name) for names)")
-        seed = operator.index(seed)
+                "pass e.g. Key(1234) (floats and strings are not accepted: use key.child(name) for names)") from None
         if not 0 <= seed < 2 ** 64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}; reduce it modulo 2**64 if you need to")
         self._k0 = seed & 0xFFFFFFFF
@@ -63,8 +66,12 @@ class Key:
         if not isinstance(name, str):
             raise TypeError(f"child key names are str, got {type(name).__name__} {name!r}; "
                             "use str(x) or an f-string for numbers")
-        digest = hashlib.sha256(
-            _CHILD_DOMAIN + struct.pack("<II", self._k0, self._k1) + name.encode("utf-8")).digest()
+        try:
+            raw = name.encode("utf-8")
+        except UnicodeEncodeError as e:      # lone surrogates (e.g. from os.fsdecode of bad bytes)
+            raise ValueError(f"child key name {name!r} is not valid Unicode text ({e.reason} at position "
+                             f"{e.start}); names are hashed as UTF-8: pass a proper str") from None
+        digest = hashlib.sha256(_CHILD_DOMAIN + struct.pack("<II", self._k0, self._k1) + raw).digest()
         child = Key.__new__(Key)          # words come from the digest: no validation needed
         child._k0, child._k1 = _UNPACK_WORDS(digest[:8])
         return child

@@ -55,9 +55,9 @@ def normalize_dtype(dtype) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt is None or (dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+    if dtype is None or dt is None or (dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
                       and not is_bfloat16(dt)):
-        raise TypeError(f"unsupported dtype {dtype!r}; use one of {', '.join(FLOAT_DTYPES)}")
+        raise TypeError(f"unsupported dtype {dtype!r}; use one of {', '.join(FLOAT_DTYPES)} (default float32)")
     return dt
 
 
@@ -116,7 +116,11 @@ def _check_real(name: str, v) -> float:
         return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:                # an int beyond float64
+        raise ValueError(f"{name} is an int of {int(v).bit_length()} bits, beyond the float64 range; "
+                         "pass a finite number") from None
     if math.isnan(v):
         raise ValueError(f"{name} is NaN; pass a finite number")
     return v
@@ -193,7 +197,9 @@ def make_request(dist, shape, key, *, dtype="float32", index=None, **p) -> Reque
         raise ValueError(f"std must be >= 0, got {std}; pass abs(std) (the sign is meaningless)")
     compute = "float64" if dt == np.float64 else "float32"
     cdt = np.float64 if dt == np.float64 else np.float32
-    if not (abs(float(cdt(mean))) <= fmax and abs(float(cdt(std))) <= fmax):
+    with np.errstate(over="ignore"):       # overflow to inf is what this test looks for
+        fits = abs(float(cdt(mean))) <= fmax and abs(float(cdt(std))) <= fmax
+    if not fits:
         raise ValueError(f"mean={mean} / std={std} overflow {dtype_name(dt)}")
     shift, scale = float(cdt(mean)), float(cdt(std))
     if dist == "normal":
