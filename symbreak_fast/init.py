@@ -24,6 +24,7 @@ import contextlib
 import math
 import numbers
 import operator
+from collections.abc import Mapping
 from typing import Callable
 
 import numpy as np
@@ -33,6 +34,7 @@ from ._key import as_key
 from . import _dispatch
 from ._request import is_bfloat16, normalize_dtype
 from .random import normal as _normal
+from .random import check_host_alloc
 from .random import place as _place
 from .random import random_bits as _random_bits
 from .random import truncated_normal as _truncated_normal
@@ -108,10 +110,11 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif not isinstance(param, bool) and isinstance(param, (int, float)):
+        elif not isinstance(param, bool) and isinstance(param, (int, float)) and math.isfinite(param) \
+                and abs(param) < 1e150:        # slope ** 2 stays finite
             slope = param
         else:
-            raise ValueError(f"negative_slope {param} not a valid number")
+            raise ValueError(f"negative_slope {param} not a valid number (pass a finite number such as 0.01)")
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
@@ -184,8 +187,8 @@ def _fan_kwargs(layout, in_axis, out_axis, dtype, index, backend, device, out):
 
 def _check_gain(gain):
     if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not math.isfinite(gain) \
-            or not gain > 0 or not float(gain) * float(gain) > 0:
-        raise ValueError(f"gain must be a positive finite number (with gain**2 > 0), got {gain!r}")
+            or not gain > 0 or not 0 < float(gain) * float(gain) < math.inf:
+        raise ValueError(f"gain must be a positive finite number (with 0 < gain**2 < inf), got {gain!r}")
     return float(gain)
 
 
@@ -273,6 +276,7 @@ def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend
         ok = False
     if not ok:
         raise ValueError(f"value must be a finite number, got {value!r}")
+    _check_unused_key(key)
     box = normalize_index(index, normalize_shape(shape))
     dt = normalize_dtype(dtype)
     v = _round_checked(np.asarray([float(value)]), dt, "value")
@@ -282,6 +286,12 @@ def constant(shape, key=None, value=0.0, *, dtype="float32", index=None, backend
     else:               # the same correctly rounded value; bfloat16 as its uint16 bits
         res.fill(int(v.view(np.uint16)[0]) if is_bfloat16(dt) else float(v[0]))
     return res
+
+
+def _check_unused_key(key) -> None:
+    """The key-less initializers ignore ``key`` but still reject one that is not a key."""
+    if key is not None:
+        as_key(key)
 
 
 def _round_checked(x: np.ndarray, dt: np.dtype, what: str) -> np.ndarray:
@@ -370,8 +380,11 @@ def orthogonal(shape, key, gain=1.0, *, layout="io", dtype="float32", index=None
     dt = normalize_dtype(dtype)
     rows, cols = _matrix_shape(shape, layout)
     res, name, impl, dev = _place(out, box.out_shape, dt, backend, device)
-    if rows * cols == 0:
+    if rows * cols == 0 or box.size == 0:     # an empty box computes nothing (init_params' probe)
         return res
+    if dev is None:
+        check_host_alloc(rows * cols, np.dtype(np.float64), "orthogonal's float64 matrix (computed whole, "
+                         "also for index=)", "use a smaller shape or another initializer for this tensor")
     mat = (rows, cols) if rows >= cols else (cols, rows)
     if dev is None:
         xp = np
@@ -403,6 +416,7 @@ def identity(shape, key=None, gain=1.0, *, dtype="float32", index=None, backend=
     if len(shape) != 2:
         raise ValueError(f"identity/eye needs a 2-D shape, got {shape}; use dirac for conv kernels")
     gain = _check_gain(gain)
+    _check_unused_key(key)
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     g = _round_checked(np.asarray([gain]), dt, "gain")[0]
@@ -434,6 +448,7 @@ def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None
         raise ValueError(f"dirac needs a 3-, 4- or 5-D conv kernel shape, got {shape}")
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
+    _check_unused_key(key)
     if layout == "oi":
         n_out, n_in, kernel = shape[0], shape[1], shape[2:]
     elif layout == "io":
@@ -446,6 +461,8 @@ def dirac(shape, key=None, groups=1, *, layout="oi", dtype="float32", index=None
     box = normalize_index(index, shape)
     dt = normalize_dtype(dtype)
     res, _, impl, dev = _place(out, box.out_shape, dt, backend, device)
+    if box.size == 0:       # nothing to fill (also the cheap validation probe of init_params)
+        return res
     full = np.zeros(shape, dtype=np.float32)
     per = n_out // groups
     centre = tuple(k // 2 for k in kernel)
@@ -492,7 +509,7 @@ def sparse(shape, key, sparsity, std=0.01, *, layout="oi", dtype="float32", inde
     mat_shape = shape if layout == "oi" else shape[::-1]
     rows, cols = mat_shape
     n_zero = math.ceil(sparsity * rows)
-    if n_zero and rows and cols:
+    if n_zero and rows and cols and box.size:
         ranks = _random_bits(mat_shape, key / "sparse.mask", device="cpu",
                              backend=name if dev is None else _dispatch.auto_cpu_backend(rows * cols))
         order = np.argsort(ranks, axis=0, kind="stable")       # stable: ties by row index
@@ -517,6 +534,11 @@ INITIALIZERS: dict[str, Callable] = {}
 
 def register_initializer(name: str, fn: Callable) -> None:
     """Make ``fn(shape, key, **kwargs)`` available to init_params under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"initializer names are non-empty str, got {type(name).__name__} {name!r}")
+    if not callable(fn):
+        raise TypeError(f"register_initializer({name!r}, fn): fn must be callable f(shape, key, **kwargs), got "
+                        f"{type(fn).__name__} {fn!r}")
     if name in INITIALIZERS:
         raise ValueError(f"initializer {name!r} is already registered")
     INITIALIZERS[name] = fn
@@ -532,6 +554,9 @@ for _name, _fn in [("zeros", zeros), ("ones", ones), ("constant", constant), ("u
                    ("lecun_normal", lecun_normal), ("orthogonal", orthogonal), ("identity", identity),
                    ("eye", eye), ("dirac", dirac), ("sparse", sparse)]:
     register_initializer(_name, _fn)
+# the initializers defined here: they all take index= (init_params probes them with an empty box)
+_BUILTIN_INITIALIZERS = frozenset(INITIALIZERS.values())
+_BUILTIN_NAMES = tuple(INITIALIZERS)
 
 
 def _entry(name, entry):
@@ -545,6 +570,9 @@ def _entry(name, entry):
         return shape, init, entry
     if isinstance(entry, (tuple, list)) and len(entry) in (2, 3):
         shape, init = entry[0], entry[1]
+        if len(entry) == 3 and not isinstance(entry[2], Mapping):
+            raise ValueError(f"parameter {name!r}: the third item of (shape, init, kwargs) must be a dict of "
+                             f"initializer keyword arguments, got {type(entry[2]).__name__} {entry[2]!r}")
         kwargs = dict(entry[2]) if len(entry) == 3 else {}
         return shape, init, kwargs
     raise ValueError(f"parameter {name!r}: expected (shape, init[, kwargs]) or {{'shape': ..., 'init': ...}}, "
@@ -581,6 +609,9 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
     in-memory ones bit for bit (``symbreak_fast.dask``; callables must accept ``index=``).
     ``chunks`` ("auto", anything dask accepts, or a dict ``{param_name: chunks}``) sets
     the chunking; ``flat=True`` and ``device=`` are not supported with it.
+
+    Every entry is checked before any tensor is generated (the built-in initializers on an
+    empty ``index=`` box, which computes nothing); errors name the parameter.
     """
     if engine is not None:
         if engine != "dask":
@@ -591,6 +622,8 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
         if device is not None:
             raise ValueError(f"device={device!r} is not supported with engine='dask': chunks are NumPy arrays "
                              "generated on each worker's CPU")
+    if not isinstance(flat, (bool, np.bool_)):
+        raise TypeError(f"flat must be True or False, got {type(flat).__name__} {flat!r}")
     key = as_key(key)
     if not hasattr(spec, "items"):
         raise TypeError(f"spec must be a mapping name -> entry, got {type(spec).__name__}")
@@ -605,7 +638,14 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
                              "(pass backend= / device= to init_params itself)")
         fn = _resolve(name, init)
         kwargs.setdefault("dtype", dtype)
-        entries.append((name, normalize_shape(shape), fn, kwargs))
+        shape = _named(name, init, normalize_shape, shape)
+        entries.append((name, shape, fn, kwargs))
+    # every registered initializer's arguments checked on an empty box (computes nothing)
+    # before any tensor is generated, so a bad entry fails fast, naming the parameter
+    for name, shape, fn, kwargs in entries:
+        if fn in _BUILTIN_INITIALIZERS:
+            _named(name, fn, fn, shape, key / name, index=tuple(slice(0, 0) for _ in shape), backend="numpy",
+                   **kwargs)
     if engine is not None:
         from .dask import _init_params
         return _init_params(entries, key, backend=backend, chunks=chunks)
@@ -617,21 +657,37 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
             raise ValueError(f"flat=True needs one dtype for every parameter, got {sorted(map(str, dts))}")
         dt = dts.pop() if dts else normalize_dtype(dtype)
         total = sum(math.prod(s) for _, s, _, _ in entries)
+        if dev is None:
+            check_host_alloc(total, dt, "the flat buffer of every parameter",
+                             "use flat=False, save_init (streams to disk) or engine='dask'")
         buffer = np.empty(total, dtype=dt) if dev is None else impl.empty((total,), dt, dev)
         views, off = {}, 0
         for name, shape, fn, kwargs in entries:
             n = math.prod(shape)
             view = buffer[off:off + n].reshape(shape)
             off += n
-            got = fn(shape, key / name, backend=backend, out=view, **kwargs)
+            got = _named(name, fn, fn, shape, key / name, backend=backend, out=view, **kwargs)
             if got is not view:     # a callable that ignored out=: copy its (checked) result in
                 view[...] = _checked_result(name, got, shape, dt, impl, dev)
             views[name] = view
         return buffer, views
     extra = {} if device is None else {"device": device if dev is None else f"cuda:{dev}"}
-    return {name: _checked_result(name, fn(shape, key / name, backend=backend, **extra, **kwargs), shape,
-                                  normalize_dtype(kwargs["dtype"]), impl, dev)
+    return {name: _checked_result(name, _named(name, fn, fn, shape, key / name, backend=backend, **extra, **kwargs),
+                                  shape, normalize_dtype(kwargs["dtype"]), impl, dev)
             for name, shape, fn, kwargs in entries}
+
+
+def _named(name, init, f, *args, **kwargs):
+    """``f(*args, **kwargs)``; a plain TypeError/ValueError from it is re-raised (same type)
+    with the parameter's name and initializer in front, so a bad entry of a large spec is
+    easy to find."""
+    try:
+        return f(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        if type(e) not in (TypeError, ValueError) or str(e).startswith(f"parameter {name!r}"):
+            raise
+        label = init if isinstance(init, str) else getattr(init, "__name__", type(init).__name__)
+        raise type(e)(f"parameter {name!r} ({label}): {e}") from e
 
 
 def _checked_result(name, arr, shape, dt, impl=None, dev=None):

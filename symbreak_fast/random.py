@@ -9,8 +9,15 @@ returns exactly ``full[index]`` without computing the rest.
 ``out=`` selects its GPU, a chosen "cupy" backend the current GPU, else the CPU. CUDA
 results are cupy arrays; bfloat16 ones are uint16 arrays of the bf16 bits (for torch:
 ``torch.from_dlpack(a).view(torch.bfloat16)``). Backend choice: see ``_dispatch``.
+
+Every argument is checked before anything is allocated or written; a new result larger
+than the machine's physical memory is a MemoryError up front (pass ``out=``, e.g. a
+numpy.memmap, or generate pieces with ``index=``).
 """
 from __future__ import annotations
+
+import math
+import os
 
 import numpy as np
 
@@ -18,9 +25,45 @@ from . import _dispatch
 from ._request import Request, dtype_name, is_bfloat16, make_request
 
 
+_HOST_MEMORY: list = []
+
+
+def host_memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    if not _HOST_MEMORY:
+        try:
+            _HOST_MEMORY.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):      # pragma: no cover - non-POSIX
+            _HOST_MEMORY.append(None)
+    return _HOST_MEMORY[0]
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:.4g} {unit}"
+        n /= 1024
+
+
+_PIECES_HINT = ("generate it in pieces with index= (each piece is exactly full[index]), pass out= (e.g. a "
+                "numpy.memmap), stream it to disk with save_init, or use symbreak_fast.dask")
+
+
+def check_host_alloc(n_elements: int, dtype: np.dtype, what: str = "the result", hint: str = _PIECES_HINT) -> None:
+    """MemoryError, before allocating, when ``n_elements`` of ``dtype`` exceed this machine's
+    physical memory: np.empty would either fail with a less helpful message or (with memory
+    overcommit) succeed and get the process killed while it is being filled."""
+    nbytes = n_elements * dtype.itemsize
+    limit = host_memory_bytes()
+    if limit is not None and nbytes > limit:
+        raise MemoryError(f"{what} needs {_fmt_bytes(nbytes)} ({n_elements} x {dtype_name(dtype)}), more than "
+                          f"this machine's {_fmt_bytes(limit)} of memory; {hint}")
+
+
 def prepare_out(out, shape, dtype: np.dtype) -> np.ndarray:
     """A new array of ``shape``/``dtype``, or ``out`` after checking it can hold the result."""
     if out is None:
+        check_host_alloc(math.prod(shape), dtype)
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray) or _dispatch.is_device_array(out):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
@@ -93,6 +136,8 @@ def which_backend(shape, *, index=None, backend=None, device=None, out=None) -> 
     Raises for a bad device= or a backend/device conflict; does not check availability."""
     from ._indexing import normalize_index, normalize_shape
     box = normalize_index(index, normalize_shape(shape))
+    if out is not None and not isinstance(out, np.ndarray) and not _dispatch.is_device_array(out):
+        raise TypeError(f"out must be a numpy.ndarray or a cupy.ndarray, got {type(out).__name__}")
     return _dispatch.which(backend, box.size, device, out)
 
 
