@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -192,7 +193,9 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {SCHEMES}")
     key = as_key(key)
-    overrides = dict(overrides or {})
+    overrides = _check_overrides(overrides)
+    if backend is not None:
+        bspec = _dispatch._spec(backend)          # TypeError / ValueError for a bad name, before any write
     owners = dict(module.named_modules())
     plan = []
     for name, p in module.named_parameters():
@@ -206,14 +209,8 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
         weight = getattr(owner, "weight", None)
         weight_shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
         choice = None
-        for pattern, spec in overrides.items():
+        for pattern, (fn, kw) in overrides.items():
             if pattern == name or fnmatch.fnmatchcase(name, pattern):
-                fn, kw = (spec if isinstance(spec, tuple) else (spec, {}))
-                if isinstance(fn, str):
-                    if fn not in I.INITIALIZERS:
-                        raise ValueError(f"override for {name!r}: unknown initializer {fn!r}; known: "
-                                         f"{sorted(I.INITIALIZERS)}")
-                    fn = I.INITIALIZERS[fn]
                 kw = dict(kw)
                 if "layout" not in kw and _takes_layout(fn):
                     kw["layout"] = "oi"      # torch weights are (out, in, *kernel)
@@ -233,12 +230,23 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
             raise ValueError(f"no {scheme!r} rule for parameter {name!r} of {type(owner).__name__}; "
                              f"pass overrides={{{name!r}: {hint}}} (or another initializer)")
         plan.append((name, p, choice))
+    if backend is not None and bspec.device == "cuda":
+        cpu = [name for name, p, _ in plan if p.device.type != "cuda"]
+        if cpu:
+            raise ValueError(f"backend={backend!r} runs on a CUDA GPU but parameter {cpu[0]!r} is on "
+                             f"{_param(module, cpu[0]).device}; move the module to CUDA first or pass a CPU "
+                             "backend (backend=None, 'numba' or 'numpy')")
+    for name, p, (fn, kw) in plan:      # every entry's arguments checked before anything is written
+        if fn in I._BUILTIN_INITIALIZERS or _takes(fn, "index"):
+            shape = tuple(p.shape)
+            I._named(name, fn, fn, shape, key / name, dtype=_dtype_name(p), backend="numpy",
+                     index=tuple(slice(0, 0) for _ in shape), **kw)
     gpu = any(p.device.type == "cuda" for _, p, _ in plan) and _gpu_fill_wanted(backend)
     with torch.no_grad():
         for name, p, (fn, kw) in plan:
             pkey = key / name
-            _fill(p, lambda shape, dt, out, fn=fn, kw=kw, pkey=pkey:
-                  fn(shape, pkey, dtype=dt, out=out, backend=backend, **kw), gpu)
+            _fill(p, lambda shape, dt, out, fn=fn, kw=kw, pkey=pkey, name=name:
+                  I._named(name, fn, fn, shape, pkey, dtype=dt, out=out, backend=backend, **kw), gpu)
         if gpu:
             _synchronize_cuda({p.device.index if p.device.index is not None else torch.cuda.current_device()
                                for _, p, _ in plan if p.device.type == "cuda"})
@@ -249,6 +257,53 @@ def init_module_(module: nn.Module, key, scheme: str = "torch_default", override
             if isinstance(mod, nn.Embedding) and mod.padding_idx is not None and wname not in overridden:
                 mod.weight[mod.padding_idx].fill_(0)
     return module
+
+
+def _check_overrides(overrides) -> dict:
+    """``{pattern: (initializer function, kwargs)}`` from ``overrides``; every entry checked,
+    matched or not, so a typo fails before anything is written."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"overrides must be a dict {{parameter name or glob pattern: initializer}}, got "
+                        f"{type(overrides).__name__} {overrides!r}")
+    out = {}
+    for pattern, spec in overrides.items():
+        if not isinstance(pattern, str):
+            raise TypeError(f"overrides keys are parameter names or glob patterns (str), got {pattern!r}")
+        if isinstance(spec, (tuple, list)):
+            if len(spec) != 2 or not isinstance(spec[1], Mapping):
+                raise ValueError(f"override for {pattern!r}: expected an initializer name, a callable or "
+                                 f"(initializer, kwargs dict), got {spec!r}")
+            fn, kw = spec[0], dict(spec[1])
+        else:
+            fn, kw = spec, {}
+        if isinstance(fn, str):
+            if fn not in I.INITIALIZERS:
+                raise ValueError(f"override for {pattern!r}: unknown initializer {fn!r}; known: "
+                                 f"{sorted(I.INITIALIZERS)}")
+            fn = I.INITIALIZERS[fn]
+        elif not callable(fn):
+            raise TypeError(f"override for {pattern!r}: the initializer must be a registered name or a callable, "
+                            f"got {type(fn).__name__} {fn!r}")
+        reserved = {"key", "out", "backend", "device", "index", "dtype"} & set(kw)
+        if reserved:
+            raise ValueError(f"override for {pattern!r}: {sorted(reserved)} are set by init_module_ (the "
+                             "parameter's own dtype and device; backend= of init_module_ itself)")
+        out[pattern] = (fn, kw)
+    return out
+
+
+def _param(module: nn.Module, name: str) -> torch.Tensor:
+    return dict(module.named_parameters())[name]
+
+
+def _takes(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
 
 
 def _prefixes(owner_name: str):
