@@ -627,69 +627,114 @@ def blas_matmul(a, b, out):
 # fully fused narrow-net step: forward + backward of a batch tile in cache
 # ---------------------------------------------------------------------------
 @njit(**_INL)
-def _tile_fwd_gemm(x, W, z, T):
-    """z[:T] = x[:T] @ W (k unrolled by 4, same summation order as k one at a time)."""
-    n_in = W.shape[0]
-    n_out = W.shape[1]
-    k4 = n_in - n_in % 4
-    for i in range(T):
-        zi = z[i]
-        xi = x[i]
+def _tile_row_gemm1(x, W, z, i, n_in, n_out, k4):
+    """z[i] = x[i] @ W, k in order (unrolled by 4, same summation order as k one at a time)."""
+    zi = z[i]
+    xi = x[i]
+    for j in range(n_out):
+        zi[j] = 0
+    for k in range(0, k4, 4):
+        x0, x1, x2, x3 = xi[k], xi[k + 1], xi[k + 2], xi[k + 3]
+        w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
         for j in range(n_out):
-            zi[j] = 0
-        for k in range(0, k4, 4):
-            x0, x1, x2, x3 = xi[k], xi[k + 1], xi[k + 2], xi[k + 3]
-            w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
-            for j in range(n_out):
-                zi[j] = (((zi[j] + x0 * w0[j]) + x1 * w1[j]) + x2 * w2[j]) + x3 * w3[j]
-        for k in range(k4, n_in):
-            x0 = xi[k]
-            w0 = W[k]
-            for j in range(n_out):
-                zi[j] = zi[j] + x0 * w0[j]
+            zi[j] = (((zi[j] + x0 * w0[j]) + x1 * w1[j]) + x2 * w2[j]) + x3 * w3[j]
+    for k in range(k4, n_in):
+        x0 = xi[k]
+        w0 = W[k]
+        for j in range(n_out):
+            zi[j] = zi[j] + x0 * w0[j]
 
 
 @njit(**_INL)
-def _tile_dx_gemm(g, WT, dx, T):
-    """dx[:T] = g[:T] @ W.T with WT = W.T stored (n_out, n_in): axpy over WT rows."""
-    n_out = WT.shape[0]
-    n_in = WT.shape[1]
-    j4 = n_out - n_out % 4
-    for i in range(T):
-        di = dx[i]
-        gi = g[i]
-        for k in range(n_in):
-            di[k] = 0
-        for j in range(0, j4, 4):
-            g0, g1, g2, g3 = gi[j], gi[j + 1], gi[j + 2], gi[j + 3]
-            w0, w1, w2, w3 = WT[j], WT[j + 1], WT[j + 2], WT[j + 3]
-            for k in range(n_in):
-                di[k] = (((di[k] + g0 * w0[k]) + g1 * w1[k]) + g2 * w2[k]) + g3 * w3[k]
-        for j in range(j4, n_out):
-            g0 = gi[j]
-            w0 = WT[j]
-            for k in range(n_in):
-                di[k] = di[k] + g0 * w0[k]
+def _tile_gemm(x, W, z, T):
+    """z[:T] = x[:T] @ W (W row-major (n_in, n_out)): each element summed over k in order; four
+    rows at a time share every load of W (more independent sums in flight; the order of each
+    element's sum is unchanged). Serves the forward GEMM (W) and the backprop GEMM (W.T stored)."""
+    n_in = W.shape[0]
+    n_out = W.shape[1]
+    k4 = n_in - n_in % 4
+    T4 = T - T % 4
+    for i in range(0, T4, 4):
+        za, zb, zc, zd = z[i], z[i + 1], z[i + 2], z[i + 3]
+        xa, xb, xc, xd = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for j in range(n_out):
+            za[j] = 0
+            zb[j] = 0
+            zc[j] = 0
+            zd[j] = 0
+        for k in range(0, k4, 4):
+            a0, a1, a2, a3 = xa[k], xa[k + 1], xa[k + 2], xa[k + 3]
+            b0, b1, b2, b3 = xb[k], xb[k + 1], xb[k + 2], xb[k + 3]
+            c0, c1, c2, c3 = xc[k], xc[k + 1], xc[k + 2], xc[k + 3]
+            d0, d1, d2, d3 = xd[k], xd[k + 1], xd[k + 2], xd[k + 3]
+            w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            for j in range(n_out):
+                v0, v1, v2, v3 = w0[j], w1[j], w2[j], w3[j]
+                za[j] = (((za[j] + a0 * v0) + a1 * v1) + a2 * v2) + a3 * v3
+                zb[j] = (((zb[j] + b0 * v0) + b1 * v1) + b2 * v2) + b3 * v3
+                zc[j] = (((zc[j] + c0 * v0) + c1 * v1) + c2 * v2) + c3 * v3
+                zd[j] = (((zd[j] + d0 * v0) + d1 * v1) + d2 * v2) + d3 * v3
+        for k in range(k4, n_in):
+            a0, b0, c0, d0 = xa[k], xb[k], xc[k], xd[k]
+            w0 = W[k]
+            for j in range(n_out):
+                v0 = w0[j]
+                za[j] = za[j] + a0 * v0
+                zb[j] = zb[j] + b0 * v0
+                zc[j] = zc[j] + c0 * v0
+                zd[j] = zd[j] + d0 * v0
+    for i in range(T4, T):
+        _tile_row_gemm1(x, W, z, i, n_in, n_out, k4)
+
+
+@njit(**_INL)
+def _tile_dw_row(x, g, dW, k, n_out, T, t4):
+    dk = dW[k]
+    for i in range(0, t4, 4):
+        x0, x1, x2, x3 = x[i, k], x[i + 1, k], x[i + 2, k], x[i + 3, k]
+        g0, g1, g2, g3 = g[i], g[i + 1], g[i + 2], g[i + 3]
+        for j in range(n_out):
+            dk[j] = (((dk[j] + x0 * g0[j]) + x1 * g1[j]) + x2 * g2[j]) + x3 * g3[j]
+    for i in range(t4, T):
+        x0 = x[i, k]
+        g0 = g[i]
+        for j in range(n_out):
+            dk[j] = dk[j] + x0 * g0[j]
 
 
 @njit(**_INL)
 def _tile_dw_gemm(x, g, dW, T):
-    """dW += x[:T].T @ g[:T], rows of the tile added in order (4 at a time, same order)."""
+    """dW += x[:T].T @ g[:T], rows of the tile added in order (4 at a time, same order); four rows
+    of dW at a time share every load of g (more independent sums in flight, same order each)."""
     n_in = dW.shape[0]
     n_out = dW.shape[1]
     t4 = T - T % 4
-    for k in range(n_in):
-        dk = dW[k]
+    n4 = n_in - n_in % 4
+    for k in range(0, n4, 4):
+        da, db, dc, dd = dW[k], dW[k + 1], dW[k + 2], dW[k + 3]
         for i in range(0, t4, 4):
-            x0, x1, x2, x3 = x[i, k], x[i + 1, k], x[i + 2, k], x[i + 3, k]
+            a0, a1, a2, a3 = x[i, k], x[i + 1, k], x[i + 2, k], x[i + 3, k]
+            b0, b1, b2, b3 = x[i, k + 1], x[i + 1, k + 1], x[i + 2, k + 1], x[i + 3, k + 1]
+            c0, c1, c2, c3 = x[i, k + 2], x[i + 1, k + 2], x[i + 2, k + 2], x[i + 3, k + 2]
+            d0, d1, d2, d3 = x[i, k + 3], x[i + 1, k + 3], x[i + 2, k + 3], x[i + 3, k + 3]
             g0, g1, g2, g3 = g[i], g[i + 1], g[i + 2], g[i + 3]
             for j in range(n_out):
-                dk[j] = (((dk[j] + x0 * g0[j]) + x1 * g1[j]) + x2 * g2[j]) + x3 * g3[j]
+                v0, v1, v2, v3 = g0[j], g1[j], g2[j], g3[j]
+                da[j] = (((da[j] + a0 * v0) + a1 * v1) + a2 * v2) + a3 * v3
+                db[j] = (((db[j] + b0 * v0) + b1 * v1) + b2 * v2) + b3 * v3
+                dc[j] = (((dc[j] + c0 * v0) + c1 * v1) + c2 * v2) + c3 * v3
+                dd[j] = (((dd[j] + d0 * v0) + d1 * v1) + d2 * v2) + d3 * v3
         for i in range(t4, T):
-            x0 = x[i, k]
+            a0, b0, c0, d0 = x[i, k], x[i, k + 1], x[i, k + 2], x[i, k + 3]
             g0 = g[i]
             for j in range(n_out):
-                dk[j] = dk[j] + x0 * g0[j]
+                v0 = g0[j]
+                da[j] = da[j] + a0 * v0
+                db[j] = db[j] + b0 * v0
+                dc[j] = dc[j] + c0 * v0
+                dd[j] = dd[j] + d0 * v0
+    for k in range(n4, n_in):
+        _tile_dw_row(x, g, dW, k, n_out, T, t4)
 
 
 @njit(**_INL)
@@ -723,9 +768,9 @@ def _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, c
             zl = _mat(Z, l * TILE_ROWS * mw, T, n_out)
             al = _mat(A, l * TILE_ROWS * mw, T, n_out)
             if l == 0:
-                _tile_fwd_gemm(xt, W, zl, T)
+                _tile_gemm(xt, W, zl, T)
             else:
-                _tile_fwd_gemm(_mat(A, (l - 1) * TILE_ROWS * mw, T, sizes[l]), W, zl, T)
+                _tile_gemm(_mat(A, (l - 1) * TILE_ROWS * mw, T, sizes[l]), W, zl, T)
             cl = code if l < L - 1 else 0
             for i in range(T):
                 _fwd_row(zl, b, al, i, cl, alpha, c)
@@ -765,7 +810,7 @@ def _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, c
                 _tile_dw_gemm(_mat(A, (l - 1) * TILE_ROWS * mw, T, n_in), g, dW, T)
                 WT = WTflat[w_off[l]:w_off[l] + n_in * n_out].reshape((n_out, n_in))
                 gn = _mat(G1 if cur == 0 else G0, 0, T, n_in)
-                _tile_dx_gemm(g, WT, gn, T)
+                _tile_gemm(g, WT, gn, T)
                 zp = _mat(Z, (l - 1) * TILE_ROWS * mw, T, n_in)
                 ap = _mat(A, (l - 1) * TILE_ROWS * mw, T, n_in)
                 if code != 0:
