@@ -51,6 +51,7 @@ The op-by-op path scans X, y and the gradients (one read each) before the update
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -377,6 +378,10 @@ class MLP:
         self._exact_symmetry = bool(value)
         blas = getattr(self.ops, "blas_matmul", None)
         self._matmul = self.ops.matmul if value or blas is None else blas
+        # around BLAS GEMMs the ops run in the calling thread where the ops module says that is
+        # faster (mlp_numba.serial_ops: OpenBLAS's and Numba's spinning thread pools starve each other)
+        serial = getattr(self.ops, "serial_ops", None)
+        self._op_section = serial if serial is not None and self._matmul is blas else contextlib.nullcontext
 
     # -- views ------------------------------------------------------------
     @property
@@ -566,11 +571,11 @@ class MLP:
         plan = self._plan(X.shape[0])
         if plan is not None:
             return self._step_fused(plan, X, y, lr)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # divergence is reported below
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._op_section():
             loss = self._loss_and_grad(X, y, self._workspace(X.shape[0]))
             if not (math.isfinite(loss) and self._all_finite(self._gflat)):
-                raise self._divergence(loss, lr)
-        self._update(lr)
+                raise self._divergence(loss, lr)         # reported here: nothing updated yet
+            self._update(lr)
         return loss
 
     def _step_fused(self, plan, X, y, lr) -> float:
@@ -601,8 +606,9 @@ class MLP:
     # -- public API -------------------------------------------------------
     def forward(self, X):
         """The last layer's output (logits for softmax cross-entropy), a new (B, sizes[-1]) array."""
-        X = self._check_X(X)
-        return self._forward(X, self._workspace(X.shape[0])).copy()
+        with self._op_section():
+            X = self._check_X(X)
+            return self._forward(X, self._workspace(X.shape[0])).copy()
 
     def predict(self, X):
         """Class indices (argmax of the logits) for softmax cross-entropy; the outputs for MSE."""
@@ -614,9 +620,9 @@ class MLP:
     def loss_and_grad(self, X, y):
         """(loss, grads): the batch-mean loss and ``{name: gradient}`` keyed like ``params``
         (views of a new flat gradient buffer; the parameters are not changed)."""
-        X, y = self._check_Xy(X, y)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # a NaN/inf loss is returned as is
-            loss = self._loss_and_grad(X, y, self._workspace(X.shape[0]))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._op_section():
+            X, y = self._check_Xy(X, y)
+            loss = self._loss_and_grad(X, y, self._workspace(X.shape[0]))   # a NaN/inf loss is returned as is
         g = self._gflat.copy()
         grads, off = {}, 0
         for name, v in self._params.items():
@@ -632,10 +638,12 @@ class MLP:
         lr = self.lr if lr is None else _check_lr(lr)
         X = self._check_X(X, scan=False)
         B = X.shape[0]
-        fused = self._plan(B) is not None           # the fused step checks the values itself
-        if not fused:
-            self._scan_X(X)
-        y = self._check_y(y, B, scan=not fused)
+        if self._plan(B) is not None:                # the fused step checks the values itself
+            y = self._check_y(y, B, scan=False)
+        else:
+            with self._op_section():
+                self._scan_X(X)
+                y = self._check_y(y, B)
         return self._step_checked(X, y, lr)
 
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, progress=True, shuffle=True) -> dict:
@@ -650,7 +658,8 @@ class MLP:
         for v, what in ((epochs, "epochs"), (batch_size, "batch_size")):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{what} must be a positive int, got {v!r}")
-        X, y = self._check_Xy(X, y)
+        with self._op_section():
+            X, y = self._check_Xy(X, y)
         xp = self.xp
         n = X.shape[0]
         bs = min(int(batch_size), n)

@@ -293,6 +293,37 @@ def test_fused_step_refuses_non_finite_input_without_updating(act):
             np.testing.assert_array_equal(p, params)
 
 
+def test_serial_ops_give_the_same_bits():
+    """Inside serial_ops every op runs in the calling thread with the same partitions: bitwise the
+    parallel results (shapes above PAR_MIN, so the parallel kernels run outside)."""
+    rng = np.random.default_rng(8)
+    B, n = 300, 130
+    z0, b, g0 = rand(rng, (B, n), np.float32), rand(rng, n, np.float32), rand(rng, (B, n), np.float32)
+    y = rng.integers(0, n, B)
+    p0, gp = rand(rng, 70001, np.float32), rand(rng, 70001, np.float32)
+    outs = []
+    for serial in (False, True):
+        with (M.serial_ops() if serial else __import__("contextlib").nullcontext()):
+            assert M._par(B * n) is not serial
+            z, a, g, db = z0.copy(), np.empty_like(z0), g0.copy(), np.empty(n, np.float32)
+            M.bias_act_forward(z, b, "gelu", 0.0, a)
+            M.act_backward_bias_grad(g, z, a, "gelu", 0.0, db)
+            d = np.empty_like(z)
+            lo = M.softmax_xent(a, y, d)
+            p, v = p0.copy(), np.zeros_like(p0)
+            M.momentum(p, gp, v, 0.1, 0.9)
+            outs.append((a, g, db, d, np.float64(lo), p, v, M.all_finite(p)))
+    assert not getattr(M._TLS, "serial", False)
+    for x, y_ in zip(*outs):
+        np.testing.assert_array_equal(x, y_)
+
+
+def test_mlp_runs_ops_serially_around_blas_only():
+    from symbreak_fast.mlp import MLP
+    assert MLP([3, 4, 2], backend="numba")._op_section is M.serial_ops          # OpenBLAS GEMMs
+    assert MLP([3, 4, 2], backend="numba", exact_symmetry=True)._op_section is not M.serial_ops
+
+
 def test_all_finite():
     for n in (1, 17, M.PAR_MIN + 5):
         for dt in DTYPES:
