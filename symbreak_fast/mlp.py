@@ -376,6 +376,7 @@ class MLP:
     @exact_symmetry.setter
     def exact_symmetry(self, value) -> None:
         self._exact_symmetry = bool(value)
+        self._plans = {}                 # the fused-or-not choice depends on the GEMM it competes with
         blas = getattr(self.ops, "blas_matmul", None)
         self._matmul = self.ops.matmul if value or blas is None else blas
         # around BLAS GEMMs the ops run in the calling thread where the ops module says that is
@@ -557,7 +558,7 @@ class MLP:
         plan = self._plans.get(batch, False)
         if plan is False:
             plan = None
-            if self._use_fused is None or self._use_fused(self.sizes, batch):
+            if self._use_fused is None or self._use_fused(self.sizes, batch, exact=self._exact_symmetry):
                 plan = self._fused_cls(self.sizes, batch, self.dtype, self.activation, self.alpha, self.loss)
             if len(self._plans) >= _MAX_WORKSPACES:
                 self._plans.pop(next(iter(self._plans)))

@@ -358,8 +358,16 @@ def test_constant_init_keeps_hidden_neurons_identical(path):
 
 
 def test_use_fused():
-    assert M.use_fused([64, 64, 64, 1], 128)
-    assert not M.use_fused([784, 1024, 1024, 10], 256)
+    """The rule follows the measured table next to it."""
+    assert M.use_fused([64, 64, 64, 1], 128) and M.use_fused([16] * 30 + [10], 1)
+    assert not M.use_fused([784, 1024, 1024, 10], 256) and not M.use_fused([129, 2], 4096)
+    assert not M.use_fused([128] * 8 + [10], 16) and M.use_fused([128] * 8 + [10], 1024)
+    assert M.use_fused([128] * 8 + [10], 16, exact=True) and not M.use_fused([128, 10], 1, exact=True)
+    from symbreak_fast.mlp import MLP
+    net = MLP([128, 128, 10], backend="numba")
+    assert net._plan(16) is None and net._plan(1024) is not None
+    net.exact_symmetry = True
+    assert net._plan(16) is not None
 
 
 def test_threads_training_same_shape_nets_match_serial():

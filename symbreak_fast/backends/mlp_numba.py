@@ -990,10 +990,43 @@ def layer_offsets(sizes):
     return np.array(w_off, np.int64), np.array(b_off, np.int64), o
 
 
-def use_fused(sizes, batch=None):
-    """True where train_step_fused is the faster choice: every width <= FUSED_MAX_WIDTH
-    (measured [64, 64, 64, 1] x 128: fused 0.17 ms, op by op 0.28 ms)."""
-    return max(sizes) <= FUSED_MAX_WIDTH
+# When the fused step beats the op-by-op step: time of sbf.MLP.step with the fused step / with
+# the op-by-op path, float32, ReLU, softmax-CE over 10 classes, SGD, sizes [width] * depth + [10],
+# best of 5, both timed alternately on 2 cores of a machine loaded by other jobs (so +-10%):
+# `python benchmarks/test_mlp.py fused-grid`.
+#   op-by-op with OpenBLAS GEMMs (random inits):
+#                 batch     1     16    128   1024
+#   width  16  depth  2   0.26   0.34   0.76   1.24
+#   width  16  depth  8   0.18   0.30   0.85   0.64
+#   width  16  depth 30   0.15   0.29   0.45   0.65
+#   width  32  depth  2   0.30   0.44   1.02   0.63
+#   width  32  depth  8   0.31   0.52   0.65   0.61
+#   width  32  depth 30   0.33   0.57   0.66   0.62
+#   width  64  depth  2   0.45   0.68   0.92   0.84
+#   width  64  depth  8   0.64   1.00   0.86   0.77
+#   width  64  depth 30   0.84   1.01   0.82   0.72
+#   width 128  depth  2   0.74   1.30   1.12   0.92
+#   width 128  depth  8   1.41   1.45   0.98   0.94
+#   width 128  depth 30   1.56   1.61   1.03   0.96
+# At width 128 and small batches the fused step loses: it transposes every W (O(params) per step)
+# and its tile GEMMs are no match for OpenBLAS there. Against the op-by-op path with the column-exact
+# Numba GEMM (exact_symmetry, constant inits) it wins except at batch 1 beyond width 64: fused /
+# op-by-op 1.18 (width 128, depth 2, batch 1), 1.21 (128, 8, 1), 0.81 (128, 8, 16), 0.76 (128, 30, 16),
+# 0.80 (128, 2, 16), 0.71 (64, 8, 16), 0.70 (128, 8, 128), 0.63 (16, 2, 1024).
+FUSED_ALWAYS_WIDTH = 64        # at or below: the fused step (measured faster or equal above)
+FUSED_MIN_BATCH_WIDE = 512     # widths in (64, 128]: fused from this batch on (measured 0.92-0.96 at 1024)
+
+
+def use_fused(sizes, batch=None, exact=False):
+    """True where the fused step is the faster choice for these widths and batch (see the table
+    above): every width <= FUSED_ALWAYS_WIDTH; widths up to FUSED_MAX_WIDTH from batch
+    FUSED_MIN_BATCH_WIDE on (``exact``: against the column-exact GEMM, from batch 2 on)."""
+    w = max(sizes)
+    if w > FUSED_MAX_WIDTH:
+        return False
+    if w <= FUSED_ALWAYS_WIDTH or batch is None:
+        return True
+    return batch >= 2 if exact else batch >= FUSED_MIN_BATCH_WIDE
 
 
 _DUMMY_LABELS = np.zeros(1, np.int64)
