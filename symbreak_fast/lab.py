@@ -36,6 +36,7 @@ __all__ = ["distinct_neurons", "symmetry_report", "signal_propagation", "two_spi
            "teacher_task", "make_data", "init_weights", "Result", "format_table", "symmetry_experiment",
            "depth_signal", "depth_training", "SCHEMES", "demo_settings", "pivot", "write_plots",
            "symmetry_conclusions", "depth_signal_conclusions", "depth_training_conclusions", "UNEXPECTED",
+           "scheme_variance",
            "TRAINING_EXPECTED"]
 
 
@@ -417,17 +418,18 @@ def format_table(rows, columns=None) -> str:
 # ---------------------------------------------------------------------------
 def symmetry_experiment(*, sizes=(2, 32, 32, 2), activation="tanh",
                         schemes=("zeros", "constant(0.5)", "xavier", "he"), data="spirals", n=512,
-                        steps=600, batch=512, lr=0.1, optimizer="momentum", key=0, tol=1e-5, dtype="float64",
+                        steps=600, batch=512, lr=0.1, optimizer="momentum", key=0, tol=1e-5, dtype="float32",
                         backend=None, device=None) -> Result:
     """The same net and data trained from each weight scheme (biases 0 everywhere).
 
     Every scheme starts from the net built with ``key`` and has its weights written by
     ``init_weights(net, scheme, key / "init")``; data = ``make_data(data, n, key / "data")``;
     ``steps`` minibatch steps of ``batch`` rows (the full batch by default) in a fixed order.
-    float64 by default, so that only the init can break a tie: GEMMs that round edge columns
-    differently (BLAS sgemm does) would give identical neurons ~1e-7 relative differences, which
-    training amplifies (the symmetric state is unstable). The CPU backends keep identical
-    columns bit-identical in float32 too.
+    Only the init can break a tie: for the constant schemes ``init_weights`` turns the net's
+    ``exact_symmetry`` on, so its GEMMs are column-exact (BLAS sgemm/cuBLAS round edge columns
+    differently, ~1e-7 relative, which training would amplify: the symmetric state is unstable),
+    on the CPU and the GPU, in float32 (the default; one dtype for the whole demo keeps the
+    first-run compile short) as in float64.
     Rows: ``scheme``, ``distinct_before`` / ``distinct_after`` (distinct neurons per hidden layer,
     tuples), ``width``, ``loss_init``, ``loss_final``, ``accuracy`` (on the training data),
     ``chance`` (largest class share), ``learned`` (accuracy >= chance + (1 - chance) / 2), ``status``.
@@ -581,7 +583,7 @@ def symmetry_conclusions(res: Result) -> list[str]:
     return out
 
 
-def _scheme_var(scheme, fan_in, fan_out):
+def scheme_variance(scheme, fan_in, fan_out):
     """Var(W) of a weight scheme, where it is known (normal(s), xavier, he); None otherwise."""
     s = scheme.strip()
     m = re.fullmatch(r"normal\(\s*([-+0-9.eE]+)\s*\)", s)
@@ -638,7 +640,7 @@ def depth_signal_conclusions(res: Result) -> list[str]:
             msat = float(np.mean(sat)) if sat else None
             parts.append(f"{scheme} x{_fmt(ratio)} ({trend}"
                          + (f", {msat:.0%} saturated" if msat is not None and msat > 0.05 else "") + ")")
-            v = _scheme_var(scheme, width, width)
+            v = scheme_variance(scheme, width, width)
             if v is None:
                 continue
             gain = width * v

@@ -250,20 +250,17 @@ def bias_act_forward(z, b, act, alpha, a):
 # activation backward + bias gradient
 # ---------------------------------------------------------------------------
 @njit(**_JIT)
-def _act_bwd_db(g, z, a, code, alpha, c, db, part, nblk, par):
-    """Row block k accumulates into part[k] (serially inside), blocks run in parallel (par) or
-    one after another, then db = part[0] + part[1] + ... in block order (same for every column)."""
-    B = g.shape[0]
-    if nblk == 1:
-        db[:] = 0
-        for i in range(B):
-            _bwd_row(g, z, a, i, code, alpha, c, db)
-        return
-    if par:
-        _act_bwd_blocks(g, z, a, code, alpha, c, part, nblk)
-    else:
-        _act_bwd_blocks_ser(g, z, a, code, alpha, c, part, nblk)
-    n = g.shape[1]
+def _act_bwd_one(g, z, a, code, alpha, c, db):
+    """One row block: g *= f'(z) row by row, db = sum of the rows in order."""
+    db[:] = 0
+    for i in range(g.shape[0]):
+        _bwd_row(g, z, a, i, code, alpha, c, db)
+
+
+@njit(**_JIT)
+def _sum_parts(part, nblk, db):
+    """db = part[0] + part[1] + ... in block order (same for every column)."""
+    n = db.shape[0]
     for j in range(n):
         db[j] = part[0, j]
     for k in range(1, nblk):
@@ -319,7 +316,14 @@ def act_backward_bias_grad(g, z, a, act, alpha, db):
     part = cache.get(key)
     if part is None:
         part = cache[key] = np.empty((nblk, n), g.dtype)
-    _act_bwd_db(g, z, a, code, g.dtype.type(alpha), _CST[g.dtype], db, part, nblk, _par(B * n))
+    al, c = g.dtype.type(alpha), _CST[g.dtype]
+    if nblk == 1:
+        _act_bwd_one(g, z, a, code, al, c, db)
+    else:
+        # row block k accumulates into part[k]; the blocks run on the pool (or one after another
+        # inside serial_ops), then they are summed in block order: the same bits either way
+        (_act_bwd_blocks if _par(B * n) else _act_bwd_blocks_ser)(g, z, a, code, al, c, part, nblk)
+        _sum_parts(part, nblk, db)
     return g
 
 
@@ -682,7 +686,10 @@ def _tile_row_gemm1(x, W, z, i, n_in, n_out, k4):
             zi[j] = zi[j] + x0 * w0[j]
 
 
-@njit(**_INL)
+# The tile GEMMs and the chunk body below are separate compiled functions, not inlined: inlined
+# into the (parallel) fused step they made its first compile take ~60 s per dtype; as calls
+# (a few per tile) they cost nothing measurable and compile once (~15 s per dtype in all).
+@njit(**_JIT)
 def _tile_gemm(x, W, z, T):
     """z[:T] = x[:T] @ W (W row-major (n_in, n_out)): each element summed over k in order; four
     rows at a time share every load of W (more independent sums in flight; the order of each
@@ -739,7 +746,7 @@ def _tile_dw_row(x, g, dW, k, n_out, T, t4):
             dk[j] = dk[j] + x0 * g0[j]
 
 
-@njit(**_INL)
+@njit(**_JIT)
 def _tile_dw_gemm(x, g, dW, T):
     """dW += x[:T].T @ g[:T], rows of the tile added in order (4 at a time, same order); four rows
     of dW at a time share every load of g (more independent sums in flight, same order each)."""
@@ -788,7 +795,8 @@ def _layer(flat, w_off, b_off, sizes, l):
     return W, b
 
 
-@njit(**_INL)
+# Not inlined (see _tile_gemm): compiled once per dtype, shared by the serial and parallel step.
+@njit(**_JIT)
 def _fused_chunk(X, labels, target, params, WTflat, gacc, sizes, w_off, b_off, code, alpha, c,
                  loss_code, r0, r1, scale, Z, A, G0, G1):
     """Forward + backward of rows r0..r1 tile by tile; gradients added into gacc."""
