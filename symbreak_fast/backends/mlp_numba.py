@@ -9,7 +9,8 @@ them is one pass over memory:
 * ``sgd`` / ``momentum`` / ``adam``: one sweep over the flat parameter buffer.
 
 Each op runs serially below ``PAR_MIN`` elements (a parallel launch costs more than
-the work there) and over row blocks with ``prange`` above. Reductions (db, losses)
+the work there) and over row blocks with ``prange`` above, except inside
+``serial_ops()`` (the MLP's op-by-op path around OpenBLAS GEMMs: see there why). Reductions (db, losses)
 use a partition of the rows that depends on the shape only, never on the thread
 count, and every column goes through the same operation sequence (columns are
 SIMD lanes), so identical neurons stay bitwise identical and results do not
