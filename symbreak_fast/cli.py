@@ -135,6 +135,13 @@ def bench_cuda(args) -> int:
     print(G.format_table(res))
     G.write_json(args.json, res)
     print(f"\nwrote {args.json}")
+    bad = G.failures(res)
+    if bad:        # a fast kernel that writes wrong bits is a failure, whatever its speed
+        print(f"\nsymbreak-fast bench --device cuda: FAILED, {len(bad)} row(s) not bit-identical to the CPU "
+              "or not measured:", file=sys.stderr)
+        for line in bad:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -150,7 +157,10 @@ def _add_init_parser(sub):
                        description="Initialize every parameter of SPEC (a JSON/YAML file {\"params\": {name: "
                                    "{\"shape\": [...], \"init\": \"<initializer>\", ...kwargs}}}) or of a "
                                    "--preset from --seed, and write it to --out in the safetensors format, "
-                                   "chunk by chunk (bounded memory), atomically (temp file + rename).")
+                                   "chunk by chunk (bounded memory), atomically (temp file + rename). The file "
+                                   "equals init_params(spec, seed, dtype=<--dtype>) bit for bit (init_params' "
+                                   "own default dtype is float32); its metadata records the seed and every "
+                                   "entry's dtype.")
     i.add_argument("spec", nargs="?", metavar="SPEC", help="JSON or YAML (.yaml/.yml) spec file")
     i.add_argument("--preset", help="a built-in model instead of SPEC: gpt2-small, gpt2-medium, llama-7b, "
                                     "llama (with config flags), mlp (with --sizes)")
@@ -159,11 +169,21 @@ def _add_init_parser(sub):
     i.add_argument("--dtype", default="bf16", choices=sorted(_INIT_DTYPES),
                    help="dtype of entries without their own \"dtype\" (default bf16)")
     i.add_argument("--chunk-mb", type=float, default=256.0,
-                   help="generation buffer / largest chunk in MiB (default 256): bounds the memory")
+                   help="memory budget in MiB (default 256) for all generation buffers together and, with "
+                        "--engine dask, the chunks computed ahead")
     i.add_argument("--dry-run", action="store_true", help="print the parameter table and write nothing")
     i.add_argument("--no-progress", action="store_true", help="no progress bar")
     i.add_argument("--engine", choices=["local", "dask"], default=None,
-                   help="dask: render chunks on the default dask cluster (symbreak_fast.dask)")
+                   help="local (default): generate the chunks in this process with all its cores. dask: "
+                        "render them through symbreak_fast.dask.map_ordered on the cluster given by "
+                        "--scheduler or --workers; with neither, on a pool of local threads in this "
+                        "process (no cluster). Writing always happens here, in file order")
+    i.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="with --engine dask: connect to the running dask.distributed scheduler at ADDRESS "
+                        "(e.g. tcp://10.0.0.5:8786); its workers need symbreak_fast installed")
+    i.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="with --engine dask: start a LocalCluster of N worker processes (1 thread each, "
+                        "loopback 127.0.0.1 only, no dashboard) for this run and close it afterwards")
     g = i.add_argument_group("preset config (passed to presets.preset(name, **config))")
     for flag in _PRESET_INT_FLAGS:
         g.add_argument("--" + flag.replace("_", "-"), dest="cfg_" + flag, type=int, default=None, metavar="N")
@@ -191,26 +211,26 @@ def _preset_config(args, error) -> dict:
     return cfg
 
 
-def _typed_config(presets, name, cfg) -> dict:
-    """String values converted by presets.config_from_strings when it exists, else
-    --sizes as a list of ints and --set values as JSON where they parse."""
-    if hasattr(presets, "config_from_strings"):
-        return presets.config_from_strings(name, cfg)
-    import json
-    out = {}
-    for k, v in cfg.items():
-        if k == "sizes" and isinstance(v, str):
-            try:
-                v = [int(x) for x in v.replace(" ", "").strip("[]").split(",") if x]
-            except ValueError:
-                raise ValueError(f"--sizes takes comma-separated ints such as 784,256,10, got {v!r}") from None
-        elif isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except ValueError:
-                pass
-        out[k] = v
-    return out
+def _dask_client(args):
+    """(cluster or None, distributed.Client) for --scheduler ADDRESS / --workers N."""
+    try:
+        import distributed
+    except ImportError as e:
+        raise ImportError(f"--scheduler / --workers need dask.distributed (pip install 'dask[distributed]'): "
+                          f"{e}") from e
+    if args.scheduler is not None:
+        try:
+            return None, distributed.Client(args.scheduler, timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise OSError(f"--scheduler {args.scheduler}: cannot connect to a dask scheduler there ({e}); "
+                          "start one (dask scheduler) or use --workers N for a local cluster") from None
+    cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    try:
+        return cluster, distributed.Client(cluster, set_as_default=False)
+    except BaseException:
+        cluster.close()
+        raise
 
 
 def init(args, error) -> int:
@@ -226,16 +246,21 @@ def init(args, error) -> int:
         error(f"--chunk-mb must be positive, got {args.chunk_mb}")
     if not 0 <= args.seed < 2 ** 64:
         error(f"--seed must be in [0, 2**64), got {args.seed}")
+    if (args.scheduler is not None or args.workers is not None) and args.engine != "dask":
+        error("--scheduler and --workers choose the cluster of --engine dask; add --engine dask")
+    if args.scheduler is not None and args.workers is not None:
+        error("give --scheduler ADDRESS (an existing cluster) or --workers N (a new local one), not both")
+    if args.workers is not None and args.workers < 1:
+        error(f"--workers must be a positive int, got {args.workers}")
     chunk_bytes = max(8, int(args.chunk_mb * 2**20))
+    cluster = client = None
     try:
         if args.spec is not None:
             spec, source = C.load_spec(args.spec), args.spec
         else:
-            try:
-                from . import presets
-            except ImportError as e:
-                raise ImportError(f"--preset needs symbreak_fast.presets ({e})") from e
-            spec = presets.preset(args.preset, **_typed_config(presets, args.preset, cfg))
+            from . import presets
+            # strings -> typed values by the preset's own option table (errors name what is accepted)
+            spec = presets.preset(args.preset, **presets.config_from_strings(args.preset, cfg))
             source = f"preset {args.preset}" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items())
         dtype = _INIT_DTYPES[args.dtype]
         if args.dry_run:
@@ -243,8 +268,12 @@ def init(args, error) -> int:
             print(f"{source}, dtype {dtype} (entries may override), chunk {C._fmt_bytes(chunk_bytes)}\n")
             print(C.format_plan(plan))
             return 0
+        if args.scheduler is not None or args.workers is not None:
+            # a bad spec or target fails before any cluster is started or connected to
+            C._check_target(args.out, C.plan_init(spec, args.seed, dtype=dtype, chunk_bytes=chunk_bytes).file_bytes)
+            cluster, client = _dask_client(args)
         r = C.save_init(spec, args.out, args.seed, dtype=dtype, chunk_bytes=chunk_bytes,
-                        progress=not args.no_progress, engine=args.engine)
+                        progress=not args.no_progress, engine=args.engine, client=client)
     except KeyboardInterrupt:
         print("symbreak-fast init: interrupted; nothing was written to the target", file=sys.stderr)
         return 130
@@ -252,6 +281,11 @@ def init(args, error) -> int:
         msg = e.strerror if isinstance(e, OSError) and e.strerror and not e.filename else str(e)
         print(f"symbreak-fast init: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
     s = r["seconds"]
     print(f"wrote {r['path']}: {r['tensors']} tensors, {r['params']:,} parameters, {r['bytes'] / 1e6:,.1f} MB "
           f"in {s:.2f} s ({r['params'] / s / 1e6:,.1f} M params/s, {r['bytes'] / s / 1e6:,.1f} MB/s), seed "

@@ -559,3 +559,47 @@ def test_cli_real_sigint_mid_write(tmp_path):
     assert p.returncode == 130, (out, err)
     assert "interrupted" in err
     assert sorted(os.listdir(tmp_path)) == ["s.json"]
+
+
+def test_cli_dask_engine_scheduler_and_workers(tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    seen, real_save = [], C.save_init
+
+    def save_and_ask_the_scheduler(*a, **kw):     # which cluster ran it, and did it run tasks?
+        r = real_save(*a, **kw)
+        c = kw["client"]
+        if c is not None:
+            seen.append((sum(c.nthreads().values()),
+                         c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes))))
+        return r
+
+    monkeypatch.setattr(C, "save_init", save_and_ask_the_scheduler)
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"params": SPEC}))
+    local = tmp_path / "local.safetensors"
+    assert main(["init", str(spec_file), "-o", str(local), "--seed", "4", "--no-progress"]) == 0
+    for bad in (["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1"],
+                ["--engine", "dask", "--workers", "1", "--scheduler", "tcp://127.0.0.1:1"],
+                ["--engine", "dask", "--workers", "0"]):
+        with pytest.raises(SystemExit):
+            main(["init", str(spec_file), "-o", str(tmp_path / "x.safetensors"), *bad])
+    capsys.readouterr()
+    # --workers N: a LocalCluster of N processes for this run
+    got = tmp_path / "workers.safetensors"
+    assert main(["init", str(spec_file), "-o", str(got), "--seed", "4", "--engine", "dask", "--workers", "1",
+                 "--chunk-mb", "0.05", "--no-progress"]) == 0
+    assert got.read_bytes() == local.read_bytes()
+    assert seen[-1][0] == 1 and seen[-1][1] >= 1          # 1 worker thread; render tasks were scheduled
+    # --scheduler ADDRESS: an existing cluster (here one in this process, loopback)
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                                  protocol="tcp", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        got = tmp_path / "scheduler.safetensors"
+        assert main(["init", str(spec_file), "-o", str(got), "--seed", "4", "--engine", "dask",
+                     "--scheduler", cluster.scheduler_address, "--chunk-mb", "0.05", "--no-progress"]) == 0
+        assert got.read_bytes() == local.read_bytes()
+        assert seen[-1][1] >= 1
+        # a bad target fails before anything is started or connected to
+        assert main(["init", str(spec_file), "-o", str(tmp_path / "no" / "x.safetensors"), "--engine", "dask",
+                     "--scheduler", cluster.scheduler_address]) == 2
+        assert "does not exist" in capsys.readouterr().err
