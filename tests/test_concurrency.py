@@ -154,9 +154,25 @@ def work():
             for s, want in zip(shapes, r):
                 if not np.array_equal(g(s, "numba").view(np.uint8), want.view(np.uint8)):
                     bad.append(1)
-ts = [threading.Thread(target=work) for _ in range(8)]
-[t.start() for t in ts]
-[t.join() for t in ts]
+def train(sizes, batch):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    net = sbf.MLP(sizes, activation="tanh", key=1, optimizer="adam", lr=1e-3, backend="numba")
+    losses = [net.step(X, y) for _ in range(3)]
+    return losses, np.array(net.flat_params, copy=True)
+nets = [([32, 64, 64, 4], 1024), ([256, 512, 10], 256)]     # the fused narrow step; the op-by-op path
+ref_nets = [train(*a) for a in nets]
+def work_mlp():
+    barrier.wait()
+    for a, (losses, flat) in zip(nets, ref_nets):
+        got_losses, got_flat = train(*a)
+        if got_losses != losses or not np.array_equal(got_flat.view(np.uint8), flat.view(np.uint8)):
+            bad.append(2)
+for target in (work, work_mlp):
+    ts = [threading.Thread(target=target) for _ in range(8)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
 print(numba.threading_layer(), len(bad))
 """
 

@@ -44,10 +44,12 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from ._numba_env import CACHE, parallel_launch
+
 NAME = "numba"
 xp = np
 
-_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_JIT = dict(cache=CACHE, error_model="numpy", nogil=True)   # CACHE: see _numba_env
 _INL = dict(_JIT, inline="always")
 
 PAR_MIN = 1 << 15          # elements below which an op runs in the calling thread
@@ -64,6 +66,14 @@ _TLS = threading.local()
 def _par(n: int) -> bool:
     """Run an op over n elements on Numba's thread pool? Not below PAR_MIN, not inside serial_ops."""
     return n >= PAR_MIN and not getattr(_TLS, "serial", False)
+
+
+def _call(kernel, *args):
+    """``kernel(*args)``; a ``parallel=True`` kernel goes through ``_numba_env.parallel_launch``
+    (serialized under Numba's workqueue threading layer, which aborts on concurrent launches)."""
+    if kernel.targetoptions.get("parallel"):
+        return parallel_launch(kernel, *args)
+    return kernel(*args)
 
 
 class serial_ops:
@@ -243,7 +253,7 @@ def bias_act_forward(z, b, act, alpha, a):
     if not _par(z.size):
         _bias_act_ser(z, b, code, al, a, c)
     else:
-        _bias_act_par(z, b, code, al, a, c)
+        _call(_bias_act_par, z, b, code, al, a, c)
     return a
 
 
@@ -323,7 +333,7 @@ def act_backward_bias_grad(g, z, a, act, alpha, db):
     else:
         # row block k accumulates into part[k]; the blocks run on the pool (or one after another
         # inside serial_ops), then they are summed in block order: the same bits either way
-        (_act_bwd_blocks if _par(B * n) else _act_bwd_blocks_ser)(g, z, a, code, al, c, part, nblk)
+        _call(_act_bwd_blocks if _par(B * n) else _act_bwd_blocks_ser, g, z, a, code, al, c, part, nblk)
         _sum_parts(part, nblk, db)
     return g
 
@@ -380,7 +390,7 @@ def softmax_xent(logits, labels, dlogits):
     if not _par(logits.size):
         tot = _xent_ser(logits, labels, dlogits, scale)
     else:
-        tot = _xent_par(logits, labels, dlogits, scale, np.empty(B, np.float64))
+        tot = _call(_xent_par, logits, labels, dlogits, scale, np.empty(B, np.float64))
     return tot / B
 
 
@@ -424,7 +434,7 @@ def mse(pred, target, dpred):
     if not _par(pred.size):
         tot = _mse_ser(p2, t2, d2, scale)
     else:
-        tot = _mse_par(p2, t2, d2, scale, np.empty(p2.shape[0], np.float64))
+        tot = _call(_mse_par, p2, t2, d2, scale, np.empty(p2.shape[0], np.float64))
     return tot / pred.size
 
 
@@ -455,7 +465,7 @@ def _sgd_par(p, g, lr):
 def sgd(p, g, lr):
     """p -= lr * g."""
     lr = p.dtype.type(lr)
-    (_sgd_par if _par(p.size) else _sgd_ser)(p, g, lr)
+    _call(_sgd_par if _par(p.size) else _sgd_ser, p, g, lr)
     return p
 
 
@@ -482,7 +492,7 @@ def _mom_par(p, g, v, lr, mu):
 def momentum(p, g, v, lr, mu):
     """v = mu v + g; p -= lr v (torch SGD momentum, dampening 0)."""
     t = p.dtype.type
-    (_mom_par if _par(p.size) else _mom_ser)(p, g, v, t(lr), t(mu))
+    _call(_mom_par if _par(p.size) else _mom_ser, p, g, v, t(lr), t(mu))
     return p
 
 
@@ -516,7 +526,7 @@ def adam(p, g, m, v, lr, b1, b2, eps, t):
     bc1 = 1.0 - b1 ** t
     bc2 = 1.0 - b2 ** t
     args = (T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(lr / bc1), T(1.0 / math.sqrt(bc2)), T(eps))
-    (_adam_par if _par(p.size) else _adam_ser)(p, g, m, v, *args)
+    _call(_adam_par if _par(p.size) else _adam_ser, p, g, m, v, *args)
     return p
 
 
@@ -549,7 +559,7 @@ def all_finite(a) -> bool:
     """True when no entry of the float array ``a`` is inf or NaN (one read of ``a``)."""
     a1 = a.reshape(-1)
     hi = _CST[a1.dtype][10]
-    return (_nonfinite_par if _par(a1.size) else _nonfinite_ser)(a1, hi) == 0
+    return _call(_nonfinite_par if _par(a1.size) else _nonfinite_ser, a1, hi) == 0
 
 
 # ---------------------------------------------------------------------------
@@ -656,7 +666,7 @@ def matmul(a, b, out):
     if a.shape[0] * a.shape[1] * b.shape[1] < GEMM_PAR_MIN or getattr(_TLS, "serial", False):
         _gemm_ser(a, b, out)
     else:
-        _gemm_par(a, b, out, _row_block(a.shape[0], b.shape[1]))
+        _call(_gemm_par, a, b, out, _row_block(a.shape[0], b.shape[1]))
     return out
 
 
@@ -1097,10 +1107,10 @@ class FusedStep:
             labels, target = y, _DUMMY_T[self.dtype]
         else:
             labels, target = _DUMMY_LABELS, y
-        tot, bad = self.kernel(X, labels, target, params, grads, self.WT, self.gbuf, self.sizes_arr, self.w_off,
-                               self.b_off, self.act_code, self.alpha, self.c, self.loss_code, self.scale,
-                               self._zero_lr if lr is None else self.dtype.type(lr), lr is not None,
-                               self.Z, self.A, self.G0, self.G1, self.closs, self.nbad)
+        tot, bad = _call(self.kernel, X, labels, target, params, grads, self.WT, self.gbuf, self.sizes_arr,
+                         self.w_off, self.b_off, self.act_code, self.alpha, self.c, self.loss_code, self.scale,
+                         self._zero_lr if lr is None else self.dtype.type(lr), lr is not None,
+                         self.Z, self.A, self.G0, self.G1, self.closs, self.nbad)
         return tot / self.div, int(bad)
 
 
