@@ -240,6 +240,20 @@ def chunk_indices(shape: tuple, itemsize: int, chunk_bytes: int) -> Iterator[tup
             yield prefix + (slice(a, b),), (b - a) * inner[d]
 
 
+def largest_chunk(shape: tuple, itemsize: int, chunk_bytes: int) -> int:
+    """``max(nbytes for _, nbytes in chunk_indices(shape, itemsize, chunk_bytes))`` (0 for a
+    zero-size tensor) in O(len(shape)): the first chunk is the largest (the others have as many
+    rows along the slab axis, or the remainder), so a tensor of 2**33 chunks is planned at once."""
+    n = math.prod(shape)
+    if n == 0:
+        return 0
+    if n * itemsize <= chunk_bytes:
+        return n * itemsize
+    inner = [math.prod(shape[d + 1:]) * itemsize for d in range(len(shape))]
+    d = next(d for d in range(len(shape)) if inner[d] <= chunk_bytes)
+    return min(chunk_bytes // inner[d], shape[d]) * inner[d]
+
+
 def _tensor_tasks(t: TensorPlan, key: Key, chunk_bytes: int) -> Iterator[ChunkTask]:
     kw = tuple(sorted(t.kwargs.items()))
     fn = t.fn
@@ -359,16 +373,14 @@ def plan_init(spec, key=0, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_CHUNK
     raw += b" " * (-len(raw) % 8)
     head = len(raw).to_bytes(8, "little") + raw
     # the buffers are as big as the largest chunk needs (a small model does not allocate
-    # chunk_bytes), and at least 64 KiB (or the chunk limit) for the header's pieces
+    # chunk_bytes), and at least 64 KiB (or the chunk limit) for the header's pieces; O(tensors):
+    # the chunks themselves are only enumerated while writing (Plan.tasks)
     largest = 0
     for t in tensors:
         if t.nbytes and not t.whole:
-            largest = max(largest, max(nb for _, nb in chunk_indices(
-                t.shape, normalize_dtype(t.dtype).itemsize, chunk_bytes)))
+            largest = max(largest, largest_chunk(t.shape, normalize_dtype(t.dtype).itemsize, chunk_bytes))
         elif t.nbytes <= chunk_bytes:        # a whole-matrix tensor that fits is generated in place
             largest = max(largest, t.nbytes)
-        if largest == chunk_bytes:
-            break
     piece = max(largest, min(chunk_bytes, 1 << 16))
     buffer_bytes = buffers * _buffer_alloc(piece) + in_flight * largest
     return Plan(tensors, head, off, chunk_bytes, buffer_bytes, key.seed, buffers, piece, in_flight)
@@ -525,7 +537,11 @@ def save_init(spec, path, key, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_C
     untouched.
     """
     t0 = time.perf_counter()
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be the target file name (a str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
     if engine not in (None, "local", "dask"):
         raise ValueError(f"engine must be None, 'local' or 'dask', got {engine!r}")
     if (client is not None or max_in_flight is not None) and engine != "dask":

@@ -123,6 +123,19 @@ def test_chunk_indices_cover_the_tensor_in_order():
     assert list(C.chunk_indices((5, 3, 4), 2, 16))[:2] == [((0, slice(0, 2)), 16), ((0, slice(2, 3)), 8)]
 
 
+def test_largest_chunk_is_the_walk_without_walking():
+    # plan_init sizes its buffers with largest_chunk (O(ndim)); it must equal the maximum over the chunk walk
+    import itertools
+    for shape in [(5, 3, 4), (13,), (4, 9), (2, 3), (0, 3), (7, 1, 5), (1, 1), (3, 0, 2), (6, 6, 6, 2)]:
+        for itemsize, cb in itertools.product((1, 2, 4, 8), (1, 6, 8, 14, 16, 48, 100, 1000)):
+            if cb < itemsize:
+                continue
+            walk = max((nb for _, nb in C.chunk_indices(shape, itemsize, cb)), default=0)
+            assert C.largest_chunk(shape, itemsize, cb) == walk, (shape, itemsize, cb)
+    # 2**33 chunks: answered at once (the walk would take hours)
+    assert C.largest_chunk((2 ** 40, 2 ** 20), 2, 2 ** 27) == 64 * 2 ** 21
+
+
 def test_buffers_are_bounded_and_reused(tmp_path):
     plan = C.plan_init(SPEC, 0, chunk_bytes=64)
     tasks = list(plan.tasks())
