@@ -2,17 +2,51 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 
 import numpy as np
 
 
+# shown when --device cuda finds no usable GPU, unless the reason already says what to install
+_GPU_HINT = ('it needs an NVIDIA GPU with a working driver and CuPy: pip install "symbreak-fast[gpu]" (CuPy for '
+             'CUDA 13; or the cupy-cudaXXx wheel matching your driver); or run with --device cpu')
+
+
+def _no_gpu(cmd: str, why: str) -> int:
+    hint = "" if "pip install" in why else f"; {_GPU_HINT}"
+    print(f"symbreak-fast {cmd} --device cuda: no usable CUDA device: {why}{hint}", file=sys.stderr)
+    return 2
+
+
+def _plot_folder_problem(out: str) -> str | None:
+    """Why ``out`` cannot become the plot folder (it or a parent is a file, or the nearest existing
+    parent is not writable), or None. Checked before the experiments run: they take minutes."""
+    path = os.path.abspath(out)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"--out {out} is an existing file; give a folder for the plots (it is created if missing)"
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"--out {out}: {parent} is a file, so the plot folder cannot be created there"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {out}: the folder {parent} is not writable"
+    return None
+
+
+# the CPU benchmark's peak memory per element of --n (measured: bench.run(n=2**24, backend="numpy")
+# with torch and scipy installed peaks at ~32.5 bytes per element over the interpreter: the float32
+# output, NumPy's float64 peers (randn * scale, uniforms -> ndtri) and their temporaries)
+_BENCH_BYTES_PER_ELEMENT = 32
+
+
 def demo(args) -> int:
     """Why initialization matters: symmetry, signal propagation by depth, trainability (symbreak_fast.lab).
     The conclusions printed are drawn from the rows just computed (lab.*_conclusions); a result that
     contradicts the expectation is printed as a line starting with "!! UNEXPECTED" and counted at the end."""
-    import os
     import symbreak_fast as sbf
     from . import lab
 
@@ -22,8 +56,7 @@ def demo(args) -> int:
         from .backends import cuda_cupy
         ok, why = cuda_cupy.probe()
         if not ok:
-            print(f"symbreak-fast demo --device cuda: no usable CUDA device: {why}", file=sys.stderr)
-            return 2
+            return _no_gpu("demo", why)
         device = "cuda"
     S = lab.demo_settings(args.quick)
     common = dict(key=args.seed, device=device)
@@ -129,8 +162,7 @@ def bench_cuda(args) -> int:
         except G.NoDevice as e:
             ok, why = False, str(e)
     if not ok:
-        print(f"symbreak-fast bench --device cuda: no usable CUDA device: {why}", file=sys.stderr)
-        return 2
+        return _no_gpu("bench", why)
     print(f"\n({time.perf_counter() - t0:.0f} s)\n")
     print(G.format_table(res))
     G.write_json(args.json, res)
@@ -242,8 +274,8 @@ def init(args, error) -> int:
         error(f"preset config flags ({', '.join(sorted(cfg))}) need --preset")
     if args.out is None and not args.dry_run:
         error("--out FILE is required (or --dry-run to print the parameter table)")
-    if not args.chunk_mb > 0:
-        error(f"--chunk-mb must be positive, got {args.chunk_mb}")
+    if not (args.chunk_mb > 0 and math.isfinite(args.chunk_mb)):
+        error(f"--chunk-mb must be positive and finite (MiB), got {args.chunk_mb}")
     if not 0 <= args.seed < 2 ** 64:
         error(f"--seed must be in [0, 2**64), got {args.seed}")
     if (args.scheduler is not None or args.workers is not None) and args.engine != "dask":
@@ -321,6 +353,9 @@ def main(argv=None) -> int:
             args.seed, args.out, args.device, args.quick = 0, "symbreak_demo", "cpu", False
         if not 0 <= args.seed < 2 ** 64:
             d.error(f"--seed must be in [0, 2**64), got {args.seed}")
+        problem = _plot_folder_problem(args.out)
+        if problem:
+            d.error(problem)
         return demo(args)
     cuda = args.device == "cuda"
     if cuda and args.backend is not None:
@@ -335,6 +370,13 @@ def main(argv=None) -> int:
     args.json = args.json or "gpu_bench.json"
     if args.n <= 0 or args.repeat <= 0 or args.inner <= 0:
         p.error("--n, --repeat and --inner must be positive")
+    if not cuda:
+        from .random import _fmt_bytes, host_memory_bytes
+        need, limit = _BENCH_BYTES_PER_ELEMENT * args.n, host_memory_bytes()
+        if limit is not None and need > limit:
+            p.error(f"--n {args.n} needs about {_fmt_bytes(need)} ({_BENCH_BYTES_PER_ELEMENT} bytes per element at "
+                    f"the peak), more than this machine's {_fmt_bytes(limit)} of memory; use a smaller --n "
+                    f"(at most {limit // _BENCH_BYTES_PER_ELEMENT}; default 2**25)")
     return bench(args)
 
 
