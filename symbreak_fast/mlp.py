@@ -333,6 +333,15 @@ class MLP:
             spec[f"layers.{i}.weight"] = ((self.sizes[i], self.sizes[i + 1]), wfn, wkw)
             spec[f"layers.{i}.bias"] = ((self.sizes[i + 1],), bfn, bkw)
         self.spec = spec
+        nbuf = {"sgd": 0, "momentum": 1, "adam": 2}[self.optimizer]
+        if self.device_kind == "cpu":    # before init_params, whose hint (flat=False) does not apply here
+            from .random import check_host_alloc
+            n_params = sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+            check_host_alloc((2 + nbuf) * n_params, self.dtype,
+                             f"MLP {list(self.sizes)} ({n_params:,} parameters; {2 + nbuf} flat buffers: "
+                             f"parameters, gradients{f' and {nbuf} of {self.optimizer} state' if nbuf else ''})",
+                             "use smaller layer widths in sizes= (an MLP holds every parameter, its gradient and "
+                             "the optimizer state in memory; to only write huge initial weights use save_init)")
         rng_backend = "cupy" if self.device_kind == "cuda" else None
         self._flat, self._params = init_params(spec, self.key, dtype=self.dtype.name, backend=rng_backend,
                                                device=device, flat=True)
@@ -347,7 +356,6 @@ class MLP:
         self._b = [self._params[f"layers.{i}.bias"] for i in range(n_layers)]
         self._gW = [self._grads[f"layers.{i}.weight"] for i in range(n_layers)]
         self._gb = [self._grads[f"layers.{i}.bias"] for i in range(n_layers)]
-        nbuf = {"sgd": 0, "momentum": 1, "adam": 2}[self.optimizer]
         self._opt_bufs = tuple(xp.zeros_like(self._flat) for _ in range(nbuf))
         self._t = 0                      # optimizer steps taken (Adam's t)
         self._workspaces: dict[int, _Workspace] = {}
@@ -659,6 +667,9 @@ class MLP:
         for v, what in ((epochs, "epochs"), (batch_size, "batch_size")):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{what} must be a positive int, got {v!r}")
+        for v, what in ((shuffle, "shuffle"), (progress, "progress")):
+            if not isinstance(v, (bool, np.bool_)):      # shuffle="no" is truthy: it would shuffle
+                raise TypeError(f"{what} must be True or False, got {v!r}")
         with self._op_section():
             X, y = self._check_Xy(X, y)
         xp = self.xp
