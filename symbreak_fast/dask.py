@@ -44,8 +44,9 @@ from . import random as _random
 __all__ = ["from_initializer", "random_bits", "uniform", "normal", "truncated_normal", "map_ordered",
            "default_max_in_flight"]
 
-# initializers whose index= computes the whole tensor (a global property): not validated
-# eagerly with an empty index, since that would compute the whole tensor on the client
+# initializers whose index= computes the whole tensor (a global property): every chunk computes
+# it all. They return at once for an empty index= box, so the client-side probe (an empty box)
+# checks their arguments without computing the tensor, as for the others
 _GLOBAL = (_init.orthogonal, _init.sparse, _init.dirac)
 
 
@@ -105,9 +106,37 @@ def _check_cpu(backend, device, out):
                              "(use a CPU backend or leave backend=None)")
 
 
+def _check_chunk_ints(chunks):
+    """Dask's normalize_chunks divides by a 0 and turns other negative sizes into negative shapes:
+    refuse them (-1 means "the whole axis")."""
+    items = chunks.values() if isinstance(chunks, dict) else chunks if isinstance(chunks, (tuple, list)) \
+        else (chunks,)
+    for c in items:
+        if isinstance(c, (tuple, list)):
+            bad = [b for b in c if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 0]
+            if bad:
+                raise ValueError(f"chunks={chunks!r}: explicit block sizes must be ints >= 0, got {bad[0]!r}")
+        elif isinstance(c, (int, np.integer)) and not isinstance(c, bool) and (c == 0 or c < -1):
+            raise ValueError(f"chunks={chunks!r}: a chunk size must be a positive int, -1 (the whole axis), "
+                             f"'auto' or None, got {c}")
+
+
+def _normalize_chunks(chunks, shape, dt):
+    _check_chunk_ints(chunks)
+    try:
+        out = da.core.normalize_chunks(chunks, shape, dtype=dt)
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        raise ValueError(f"chunks={chunks!r} does not fit shape {shape}: {e} (pass an int, a tuple with one "
+                         "entry per axis, -1 for one chunk, or 'auto')") from None
+    if len(out) != len(shape) or any(sum(c) != s or any(b < 0 for b in c) for c, s in zip(out, shape)):
+        raise ValueError(f"chunks={chunks!r} does not fit shape {shape} (blocks {out}); pass an int, a tuple "
+                         "with one entry per axis, -1 for one chunk, or 'auto'")
+    return out
+
+
 def _array(name, shape, chunks, dt, part):
     """A dask array whose block ``ix`` is ``part(index_of_block)()``."""
-    chunks = da.core.normalize_chunks(chunks, shape, dtype=dt)
+    chunks = _normalize_chunks(chunks, shape, dt)
     offsets = [tuple(itertools.accumulate((0,) + c[:-1])) for c in chunks]
     dsk = {}
     for ix in itertools.product(*(range(len(c)) for c in chunks)):
@@ -149,22 +178,12 @@ def from_initializer(fn_or_name, shape, key, *args, chunks="auto", dtype="float3
     kw = dict(kwargs, dtype=dtype)
     if backend is not None:
         kw["backend"] = backend
-    if fn is _init.dirac:
-        # key-less; its checks (rank, groups, layout, divisibility) depend only on the channel
-        # dims, so probe a copy whose kernel dims are 1 (out x in floats, not the whole kernel)
-        lay = kw.get("layout", "oi")
-        probe = tuple(shape[:2]) + (1,) * (len(shape) - 2) if lay == "oi" else \
-            (1,) * (len(shape) - 2) + tuple(shape[-2:])
-        fn(probe if 3 <= len(shape) <= 5 else shape, None, *args, **kw)
-        dt = normalize_dtype(dtype)
-    elif fn in _GLOBAL:
-        if words is None:
-            raise TypeError(f"{label} needs a key (a symbreak_fast.Key or an int seed), got None")
-        dt = normalize_dtype(dtype)
-    else:
-        # validate every parameter on the client (an empty box computes nothing) and learn the dtype
-        probe = fn(shape, _key(words), *args, index=tuple(slice(0, 0) for _ in shape), **kw)
-        dt = np.asarray(probe).dtype if isinstance(probe, np.ndarray) else normalize_dtype(dtype)
+    if fn in _GLOBAL and fn is not _init.dirac and words is None:
+        raise TypeError(f"{label} needs a key (a symbreak_fast.Key or an int seed), got None")
+    # validate every parameter on the client (an empty box computes nothing, also for the
+    # whole-tensor initializers) and learn the dtype
+    probe = fn(shape, _key(words), *args, index=tuple(slice(0, 0) for _ in shape), **kw)
+    dt = np.asarray(probe).dtype if isinstance(probe, np.ndarray) else normalize_dtype(dtype)
     fn_token = label if _init.INITIALIZERS.get(label) is fn else fn
     name = f"{label}-{tokenize('symbreak_fast', fn_token, shape, words, args, sorted(kw.items()), dt.str, str(dt), chunks)}"
     arr = _array(name, shape, chunks, dt, lambda ix: functools.partial(_render, fn, shape, words, args, kw, ix))
@@ -248,10 +267,18 @@ def _cpu_threads() -> int:
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
+def _check_client(client):
+    """A ``distributed.Client`` (or anything with its submit / cancel / nthreads), or None."""
+    if client is not None and not all(callable(getattr(client, m, None)) for m in ("submit", "cancel", "nthreads")):
+        raise TypeError(f"client must be a distributed.Client (or None: the current client, else local threads), "
+                        f"got {type(client).__name__}")
+
+
 def default_max_in_flight(client=None) -> int:
     """``map_ordered``'s default window: 2 x the worker threads of ``client`` (a
     ``distributed.Client``), or 2 x the local threads (Dask's ``num_workers`` setting, else the
     CPU count) for ``client=None``. (Not the current client: resolve that first.)"""
+    _check_client(client)
     if client is None:
         return 2 * _cpu_threads()
     return 2 * max(1, sum(client.nthreads().values()))
@@ -271,6 +298,14 @@ def map_ordered(func, tasks, client=None, max_in_flight=None):
     cancels what has not started and waits for what is running (local threads) or cancels
     it (cluster).
     """
+    if not callable(func):
+        raise TypeError(f"func must be callable (it is called as func(task)), got {type(func).__name__}")
+    try:
+        it = iter(tasks)
+    except TypeError:
+        raise TypeError(f"tasks must be an iterable of task arguments (a list, generator, ...), "
+                        f"got {type(tasks).__name__}") from None
+    _check_client(client)
     if client is None:
         client = _current_client()
     if max_in_flight is not None and (isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int)
@@ -279,8 +314,8 @@ def map_ordered(func, tasks, client=None, max_in_flight=None):
     if max_in_flight is None:
         max_in_flight = default_max_in_flight(client)
     if client is None:
-        return _map_threads(func, tasks, max_in_flight)
-    return _map_client(func, tasks, client, max_in_flight)
+        return _map_threads(func, it, max_in_flight)
+    return _map_client(func, it, client, max_in_flight)
 
 
 def _map_threads(func, tasks, max_in_flight):
