@@ -20,7 +20,10 @@ Everything is a pure function of the keys: the same arguments give the same numb
 """
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._key import as_key
+from ._request import is_bfloat16, normalize_dtype
 from .mlp import DivergenceError
 from .random import normal as _normal
 from .random import uniform as _uniform
@@ -60,6 +64,100 @@ def _xp_of(a):
 
 
 # ---------------------------------------------------------------------------
+# argument checks (every public function checks its arguments before it computes or writes)
+# ---------------------------------------------------------------------------
+def _int_arg(v, what: str, lo: int, exc=ValueError) -> int:
+    """``v`` as an int >= ``lo``; ``exc`` (ValueError, or TypeError for the data sizes, as shapes
+    do) when it is not an int, ValueError when it is too small."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise exc(f"{what} must be an int >= {lo}, got {v!r}")
+    if v < lo:
+        raise ValueError(f"{what} must be an int >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _real_arg(v, what: str, lo=None) -> float:
+    """``v`` as a finite float (>= ``lo`` when given)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {type(v).__name__} {v!r}")
+    bound = "" if lo is None else f" >= {lo}"
+    if not math.isfinite(float(v)):
+        raise ValueError(f"{what} must be a finite number{bound}, not NaN or inf, got {v!r}")
+    if lo is not None and not v >= lo:
+        raise ValueError(f"{what} must be >= {lo}, got {v!r}")
+    return float(v)
+
+
+def _bool_arg(v, what: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):      # a str such as "no" is truthy
+        raise TypeError(f"{what} must be True or False, got {v!r}")
+    return bool(v)
+
+
+def _check_tol(tol) -> float:
+    if not (isinstance(tol, (int, float, np.floating)) and not isinstance(tol, bool) and tol >= 0
+            and math.isfinite(tol)):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    return tol
+
+
+def _data_dtype(dtype) -> np.dtype:
+    try:
+        return normalize_dtype(dtype)        # float32 / float64 / float16 / bfloat16, else a TypeError
+    except TypeError as e:
+        raise TypeError(f"dtype of the features: {e}") from None
+
+
+def _check_net(net, what: str, methods=()) -> None:
+    """``net`` looks like an ``MLP``: ``params`` with "layers.{i}.weight" / ".bias" (checked by
+    _n_layers) and the methods ``what`` calls."""
+    params = getattr(net, "params", None)
+    if not (hasattr(params, "__contains__") and hasattr(params, "__getitem__")) \
+            or not all(callable(getattr(net, m, None)) for m in methods):
+        need = "".join(f", .{m}()" for m in methods)
+        raise TypeError(f"{what} needs a symbreak_fast.MLP (or a net with .params {{'layers.0.weight': ..., "
+                        f"'layers.0.bias': ...}}{need}), got {type(net).__name__}")
+    _n_layers(net)
+
+
+def _check_real_array(a, what: str) -> None:
+    if a.dtype.kind not in "biuf" and not is_bfloat16(a.dtype):
+        raise ValueError(f"{what} must hold real numbers (a float or int array), got dtype {a.dtype}")
+
+
+def _check_rows(rows, what: str) -> None:
+    if not isinstance(rows, (list, tuple)):
+        raise TypeError(f"{what}: rows must be a list of dicts (one per table row), got {type(rows).__name__}")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise TypeError(f"{what}: rows must be a list of dicts (one per table row); row {i} is "
+                            f"{type(r).__name__} {r!r:.60}")
+
+
+def _seq_arg(v, what: str, example: str) -> tuple:
+    """A list/tuple argument (a str would be iterated by character)."""
+    if not isinstance(v, (list, tuple)):
+        raise TypeError(f"{what} must be a list or tuple such as {example}, got {type(v).__name__} {v!r:.60}")
+    return tuple(v)
+
+
+def _check_activations(acts) -> None:
+    from .mlp import _parse_activation
+    for a in acts:
+        _parse_activation(a)
+
+
+def _check_schemes(schemes, sizes, dtype) -> None:
+    """Every scheme known and its arguments valid for the first weight matrix (an empty box:
+    nothing computed), so a bad scheme fails before any net trains."""
+    dt = np.dtype(dtype)
+    shape = (sizes[0], sizes[1])
+    for s in schemes:
+        fn = _scheme_fn(s)
+        fn(shape, as_key(0), np.empty((0, shape[1]), dt), index=(slice(0, 0),))
+
+
+# ---------------------------------------------------------------------------
 # metrics
 # ---------------------------------------------------------------------------
 def distinct_neurons(W, tol: float = 1e-5, bias=None) -> int:
@@ -74,12 +172,13 @@ def distinct_neurons(W, tol: float = 1e-5, bias=None) -> int:
     W = _host(W)
     if W.ndim != 2:
         raise ValueError(f"W must be a 2-D (fan_in, fan_out) weight matrix, got shape {W.shape}")
-    if not (isinstance(tol, (int, float, np.floating)) and not isinstance(tol, bool) and tol >= 0
-            and math.isfinite(tol)):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    _check_real_array(W, "W")
+    _check_tol(tol)
     cols = np.asarray(W, np.float64).T                          # (fan_out, fan_in): one row per neuron
     if bias is not None:
-        b = np.asarray(_host(bias), np.float64).reshape(-1)
+        bh = _host(bias)
+        _check_real_array(bh, "bias")
+        b = np.asarray(bh, np.float64).reshape(-1)
         if b.shape[0] != cols.shape[0]:
             raise ValueError(f"bias has {b.shape[0]} entries, W has {cols.shape[0]} columns")
         cols = np.concatenate([cols, b[:, None]], axis=1)
@@ -113,6 +212,8 @@ def symmetry_report(net, tol: float = 1e-5) -> list[dict]:
     """One dict per layer of ``net``: ``layer``, ``kind`` ("hidden" or "output"), ``fan_in``,
     ``width``, ``distinct`` (distinct neurons, weights and bias together, see ``distinct_neurons``),
     ``weight_std``. A hidden layer whose ``distinct`` is 1 computes one function ``width`` times."""
+    _check_net(net, "symmetry_report")
+    _check_tol(tol)
     rows = []
     L = _n_layers(net)
     for i in range(L):
@@ -158,6 +259,7 @@ def signal_propagation(net, X, y=None) -> list[dict]:
     ``y`` defaults to class ``i % n_out`` for row i (zeros for an MSE net). Statistics are
     computed in float64 on the host from the net's own parameters; non-finite values show as nan/inf.
     """
+    _check_net(net, "signal_propagation", ("loss_and_grad",))
     L = _n_layers(net)
     act = _activation(net)
     alpha = getattr(net, "alpha", 0.01)
@@ -202,7 +304,11 @@ def two_spirals(n: int, key, *, noise: float = 0.08, turns: float = 1.25, dtype=
 
     Point i has t = u_i in [0, 1) (``key / "t"``), radius t, angle 2 pi turns t + pi y, plus
     N(0, noise^2) jitter (``key / "noise"``); X is scaled to unit std per coordinate."""
+    n = _int_arg(n, "n", 0, TypeError)
     key = as_key(key)
+    noise = _real_arg(noise, "noise", 0)
+    turns = _real_arg(turns, "turns")
+    dtype = _data_dtype(dtype)
     y = np.arange(n, dtype=np.int64) % 2
     t = np.sqrt(_uniform((n,), key / "t", 0.0, 1.0, dtype="float64", backend="numpy")) * 0.95 + 0.05
     ang = 2 * np.pi * turns * t + np.pi * y
@@ -216,7 +322,12 @@ def gaussian_blobs(n: int, key, *, n_features: int = 16, n_classes: int = 4, sep
                    dtype="float32"):
     """``n_classes`` Gaussian clusters in ``n_features`` dims: centers N(0, separation^2) per coordinate
     (``key / "centers"``), unit-variance noise (``key / "noise"``), y = i % n_classes; X standardized."""
+    n = _int_arg(n, "n", 0, TypeError)
     key = as_key(key)
+    n_features = _int_arg(n_features, "n_features", 1, TypeError)
+    n_classes = _int_arg(n_classes, "n_classes", 1, TypeError)
+    separation = _real_arg(separation, "separation", 0)
+    dtype = _data_dtype(dtype)
     y = np.arange(n, dtype=np.int64) % n_classes
     C = _normal((n_classes, n_features), key / "centers", 0.0, separation, dtype="float64", backend="numpy")
     X = C[y] + _normal((n, n_features), key / "noise", dtype="float64", backend="numpy")
@@ -227,8 +338,15 @@ def gaussian_blobs(n: int, key, *, n_features: int = 16, n_classes: int = 4, sep
 def teacher_task(n: int, key, *, n_features: int = 16, n_classes: int = 4, width: int = 32, depth: int = 2,
                  dtype="float32"):
     """Labels from a random teacher: X ~ N(0, 1) (``key / "x"``); a tanh MLP n_features -> width x depth
-    -> n_classes with N(0, 1/fan_in) weights (``key / "teacher.{i}"``); y = argmax of its output."""
+    -> n_classes with N(0, 1/fan_in) weights (``key / "teacher.{i}"``); y = argmax of its output.
+    ``depth`` 0 is a linear teacher."""
+    n = _int_arg(n, "n", 0, TypeError)
     key = as_key(key)
+    n_features = _int_arg(n_features, "n_features", 1, TypeError)
+    n_classes = _int_arg(n_classes, "n_classes", 1, TypeError)
+    width = _int_arg(width, "width", 1, TypeError)
+    depth = _int_arg(depth, "depth", 0, TypeError)
+    dtype = _data_dtype(dtype)
     X = _normal((n, n_features), key / "x", dtype="float64", backend="numpy")
     h, sizes = X, [n_features] + [width] * depth + [n_classes]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -243,9 +361,15 @@ _DATA = {"spirals": two_spirals, "blobs": gaussian_blobs, "teacher": teacher_tas
 
 def make_data(name: str, n: int, key, **kw):
     """``two_spirals`` / ``gaussian_blobs`` / ``teacher_task`` by name ("spirals", "blobs", "teacher")."""
-    if name not in _DATA:
+    if not isinstance(name, str) or name not in _DATA:
         raise ValueError(f"data must be one of {sorted(_DATA)}, got {name!r}")
-    return _DATA[name](n, key, **kw)
+    fn = _DATA[name]
+    allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    bad = sorted(set(kw) - set(allowed))
+    if bad:
+        raise TypeError(f"make_data({name!r}): unexpected keyword argument {bad[0]!r}; {fn.__name__} takes "
+                        f"{', '.join(allowed)}")
+    return fn(n, key, **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -256,35 +380,51 @@ SCHEMES = {"zeros": "all weights 0", "constant(c)": "all weights c", "normal(s)"
 _NAMED = {"xavier": "xavier_normal", "glorot": "xavier_normal", "he": "he_normal", "kaiming": "he_normal"}
 
 
+def _check_scheme_type(scheme) -> str:
+    if not isinstance(scheme, str):
+        raise TypeError(f"scheme must be a str such as 'he', 'xavier', 'zeros', 'constant(0.5)' or 'normal(0.01)', "
+                        f"got {type(scheme).__name__} {scheme!r:.60}")
+    return scheme
+
+
 def _scheme_fn(scheme: str):
-    """(shape, key, out) -> fills out with the scheme's weights."""
+    """(shape, key, out, index=None) -> fills out with the scheme's weights (``index=``: the box
+    of the full shape that ``out`` holds; an empty box checks the arguments, computing nothing)."""
     from . import init as I
-    s = scheme.strip()
+    s = _check_scheme_type(scheme).strip()
     m = re.fullmatch(r"(constant|normal)\(\s*([-+0-9.eE]+)\s*\)", s)
     if s == "zeros":
-        return lambda shape, key, out: I.zeros(shape, dtype=out.dtype.name, out=out)
+        return lambda shape, key, out, index=None: I.zeros(shape, dtype=out.dtype.name, index=index, out=out)
     if m and m.group(1) == "constant":
         v = float(m.group(2))
-        return lambda shape, key, out: I.constant(shape, value=v, dtype=out.dtype.name, out=out)
+        return lambda shape, key, out, index=None: I.constant(shape, value=v, dtype=out.dtype.name, index=index,
+                                                              out=out)
     if m:
         std = float(m.group(2))
-        return lambda shape, key, out: _normal(shape, key, 0.0, std, dtype=out.dtype.name, out=out)
+        return lambda shape, key, out, index=None: _normal(shape, key, 0.0, std, dtype=out.dtype.name, index=index,
+                                                           out=out)
     name = _NAMED.get(s, s)
     fn = getattr(I, name, None)
     if not callable(fn) or name.startswith("_") or name in ("init_params", "calculate_gain", "fan_in_fan_out",
                                                             "register_initializer", "variance_scaling_params"):
         raise ValueError(f"unknown weight scheme {scheme!r}: use zeros, constant(c), normal(std), xavier, he "
                          "or an initializer name such as lecun_normal")
-    return lambda shape, key, out: fn(shape, key, dtype=out.dtype.name, out=out)
+    return lambda shape, key, out, index=None: fn(shape, key, dtype=out.dtype.name, index=index, out=out)
 
 
 def init_weights(net, scheme: str, key) -> None:
     """Overwrite every weight of ``net`` in place with ``scheme`` (from ``key / "layers.{i}.weight"``)
-    and every bias with 0. Works on CPU and GPU parameter buffers (``out=`` into the views)."""
-    key = as_key(key)
+    and every bias with 0. Works on CPU and GPU parameter buffers (``out=`` into the views).
+    Every layer's arguments are checked (on an empty box) before any weight is written."""
+    _check_net(net, "init_weights")
     fn = _scheme_fn(scheme)
+    key = as_key(key)
     from . import init as I
-    for i in range(_n_layers(net)):
+    L = _n_layers(net)
+    for i in range(L):
+        w = net.params[f"layers.{i}.weight"]
+        fn(tuple(w.shape), key / f"layers.{i}.weight", w[:0], index=(slice(0, 0),))
+    for i in range(L):
         w = net.params[f"layers.{i}.weight"]
         fn(tuple(w.shape), key / f"layers.{i}.weight", w)
         b = net.params[f"layers.{i}.bias"]
@@ -302,7 +442,7 @@ def _is_constant_scheme(scheme) -> bool:
 def _make_net(sizes, activation, scheme, key, *, lr, optimizer, dtype="float32", backend=None, device=None):
     from .mlp import MLP
     net = MLP(list(sizes), activation=activation, init="zeros", key=key, dtype=dtype, optimizer=optimizer,
-              lr=lr if lr > 0 else 1.0, backend=backend, device=device)
+              lr=lr, backend=backend, device=device)
     init_weights(net, scheme, as_key(key) / "init")
     return net
 
@@ -371,6 +511,16 @@ class Result:
     curves: dict = field(default_factory=dict)
     seconds: float = 0.0
 
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"Result name must be a str (the experiment: 'symmetry', 'depth_signal', "
+                            f"'depth_training'), got {type(self.name).__name__}")
+        _check_rows(self.rows, "Result")
+        for v, what in ((self.config, "config"), (self.curves, "curves")):
+            if not isinstance(v, dict):
+                raise TypeError(f"Result {what} must be a dict, got {type(v).__name__}")
+        _real_arg(self.seconds, "Result seconds")
+
     def table(self, columns=None) -> str:
         return format_table(self.rows, columns)
 
@@ -401,9 +551,18 @@ def _fmt(v) -> str:
 
 
 def format_table(rows, columns=None) -> str:
-    """A plain-text table of ``rows`` (list of dicts); ``columns`` picks and orders the keys."""
+    """A plain-text table of ``rows`` (list of dicts); ``columns`` picks and orders the keys (a
+    row without one of them shows '-'; a column no row has is an error)."""
+    _check_rows(rows, "format_table")
+    if columns is not None:
+        columns = _seq_arg(columns, "columns", "['scheme', 'accuracy']")
     if not rows:
         return "(no rows)"
+    if columns:
+        known = list(dict.fromkeys(k for r in rows for k in r))
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise ValueError(f"unknown column {unknown[0]!r}: the rows have columns {known}")
     columns = list(columns or rows[0].keys())
     cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
@@ -435,6 +594,17 @@ def symmetry_experiment(*, sizes=(2, 32, 32, 2), activation="tanh",
     ``chance`` (largest class share), ``learned`` (accuracy >= chance + (1 - chance) / 2), ``status``.
     """
     t0 = time.perf_counter()
+    from .mlp import _check_lr, _parse_dtype, _parse_optimizer, _parse_sizes
+    sizes = _parse_sizes(sizes)
+    _check_activations([activation])
+    schemes = _seq_arg(schemes, "schemes", "('zeros', 'he')")
+    n = _int_arg(n, "n", 1)
+    steps = _int_arg(steps, "steps", 0)
+    batch = _int_arg(batch, "batch", 1)
+    lr = _check_lr(lr)
+    _parse_optimizer(optimizer)
+    _check_tol(tol)
+    _check_schemes(schemes, sizes, _parse_dtype(dtype))
     key = as_key(key)
     X, y = make_data(data, n, key / "data")
     if sizes[0] != X.shape[1] or sizes[-1] < int(y.max()) + 1:
@@ -471,10 +641,11 @@ DEPTH_SCHEMES = ("normal(1)", "normal(0.01)", "xavier", "he")
 
 
 def _deep_sizes(depth, width, n_in, n_out):
-    """``depth`` weight layers: n_in -> width x (depth - 1) -> n_out."""
-    if depth < 2:
-        raise ValueError(f"depth must be >= 2 weight layers, got {depth}")
-    return [n_in] + [width] * (depth - 1) + [n_out]
+    """``depth`` weight layers: n_in -> width x (depth - 1) -> n_out (every width checked)."""
+    from .mlp import _parse_sizes
+    if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, numbers.Integral) or depth < 2:
+        raise ValueError(f"depth must be >= 2 weight layers (an int), got {depth!r}")
+    return list(_parse_sizes([n_in] + [width] * (int(depth) - 1) + [n_out]))
 
 
 def depth_signal(*, depth=30, width=64, activations=("relu", "tanh"), schemes=DEPTH_SCHEMES, n_in=16,
@@ -483,13 +654,20 @@ def depth_signal(*, depth=30, width=64, activations=("relu", "tanh"), schemes=DE
     batch of ``gaussian_blobs(batch, key / "data")`` for every (activation, scheme).
     Rows (tidy, one per layer): ``activation``, ``scheme`` and the ``signal_propagation`` fields."""
     t0 = time.perf_counter()
-    key = as_key(key)
+    from .mlp import _parse_dtype
     sizes = _deep_sizes(depth, width, n_in, n_out)
+    activations = _seq_arg(activations, "activations", "('relu', 'tanh')")
+    _check_activations(activations)
+    schemes = _seq_arg(schemes, "schemes", "('xavier', 'he')")
+    batch = _int_arg(batch, "batch", 1)
+    _check_schemes(schemes, sizes, _parse_dtype(dtype))
+    key = as_key(key)
     X, y = gaussian_blobs(batch, key / "data", n_features=n_in, n_classes=n_out)
     rows = []
     for act in activations:
         for scheme in schemes:
-            net = _make_net(sizes, act, scheme, key / "net", lr=0.0, optimizer="sgd", dtype=dtype,
+            # lr: unused (no step is taken at init)
+            net = _make_net(sizes, act, scheme, key / "net", lr=1.0, optimizer="sgd", dtype=dtype,
                             backend=backend, device=device)
             for r in signal_propagation(net, X, y):
                 rows.append(dict(activation=act, scheme=scheme, **r))
@@ -507,14 +685,34 @@ def depth_training(*, depth=30, width=64, activations=("relu", "tanh"), schemes=
     ``chance`` (largest class share), ``trains`` (accuracy >= chance + (1 - chance) / 2, finite), ``status``.
     ``runs``: an explicit list of (activation, scheme) pairs instead of every combination."""
     t0 = time.perf_counter()
-    key = as_key(key)
+    from .mlp import _check_lr, _parse_dtype, _parse_optimizer
     sizes = _deep_sizes(depth, width, n_in, n_out)
+    n = _int_arg(n, "n", 1)
+    steps = _int_arg(steps, "steps", 0)
+    batch = _int_arg(batch, "batch", 1)
+    lr = _check_lr(lr)
+    _parse_optimizer(optimizer)
+    if data_kw is not None and not isinstance(data_kw, dict):
+        raise TypeError(f"data_kw must be a dict of make_data keyword arguments (or None), got "
+                        f"{type(data_kw).__name__}")
+    if runs is not None:
+        runs = _seq_arg(runs, "runs", "[('relu', 'he'), ('tanh', 'xavier')]")
+        for r in runs:
+            if not isinstance(r, (tuple, list)) or len(r) != 2:
+                raise ValueError(f"runs must be a list of (activation, scheme) pairs, got the entry {r!r:.60}")
+        runs = [tuple(r) for r in runs]
+    else:
+        activations = _seq_arg(activations, "activations", "('relu', 'tanh')")
+        schemes = _seq_arg(schemes, "schemes", "('xavier', 'he')")
+        runs = [(a, s) for a in activations for s in schemes]
+    _check_activations([a for a, _ in runs])
+    _check_schemes([s for _, s in runs], sizes, _parse_dtype(dtype))
+    key = as_key(key)
     kw = {} if data == "spirals" else dict(n_features=n_in, n_classes=n_out)
     kw.update(data_kw or {})
     X, y = make_data(data, n, key / "data", **kw)
     chance = float(np.bincount(y).max() / len(y))
     rows, curves = [], {}
-    runs = [tuple(r) for r in runs] if runs is not None else [(a, s) for a in activations for s in schemes]
     for act, scheme in runs:
         net = _make_net(sizes, act, scheme, key / "net", lr=lr, optimizer=optimizer, dtype=dtype,
                         backend=backend, device=device)
@@ -542,6 +740,22 @@ def _learned(acc, chance, status) -> bool:
 UNEXPECTED = "!! UNEXPECTED:"
 
 
+_EXPERIMENT_OF = {"symmetry": "symmetry_experiment", "depth_signal": "depth_signal",
+                  "depth_training": "depth_training"}
+
+
+def _check_result(res, name: str, what: str) -> None:
+    """``res`` is the Result of the experiment called ``name`` (Result.name)."""
+    exp = _EXPERIMENT_OF[name]
+    if not isinstance(res, Result):
+        raise TypeError(f"{what} takes the Result of lab.{exp}(), got {type(res).__name__}")
+    if res.name != name:
+        other = _EXPERIMENT_OF.get(res.name)
+        tip = f" (the Result of lab.{other}())" if other else ""
+        raise ValueError(f"{what} takes the Result of lab.{exp}() (name {name!r}), got a Result named "
+                         f"{res.name!r}{tip}")
+
+
 def _names(items) -> str:
     return ", ".join(items) if items else "none"
 
@@ -553,6 +767,7 @@ def symmetry_conclusions(res: Result) -> list[str]:
     and the same gradient); a random init keeps every neuron distinct and learns the task. On the
     two spirals a constant-init net is a chain of one-neuron layers, whose decision boundary is a
     line: it cannot learn them, so there "learned" is expected to be False."""
+    _check_result(res, "symmetry", "symmetry_conclusions")
     rows, c = res.rows, res.config
     const = [r for r in rows if _is_constant_scheme(r["scheme"])]
     rand = [r for r in rows if not _is_constant_scheme(r["scheme"])]
@@ -584,7 +799,11 @@ def symmetry_conclusions(res: Result) -> list[str]:
 
 
 def scheme_variance(scheme, fan_in, fan_out):
-    """Var(W) of a weight scheme, where it is known (normal(s), xavier, he); None otherwise."""
+    """Var(W) of a weight scheme, where it is known (normal(s), xavier, he); None for the other
+    schemes that ``init_weights`` knows; an error for one it does not."""
+    _scheme_fn(scheme)
+    fan_in = _int_arg(fan_in, "fan_in", 1)
+    fan_out = _int_arg(fan_out, "fan_out", 1)
     s = scheme.strip()
     m = re.fullmatch(r"normal\(\s*([-+0-9.eE]+)\s*\)", s)
     if m:
@@ -623,6 +842,7 @@ def depth_signal_conclusions(res: Result) -> list[str]:
     flagged only when it is more than 10 ** SIGNAL_TOLERANCE_DECADES away from the prediction.
     tanh nets whose width Var(W) >= 1 get no prediction (they saturate); those with
     width Var(W) > 2 are expected to saturate (mean saturated fraction > SATURATED)."""
+    _check_result(res, "depth_signal", "depth_signal_conclusions")
     c = res.config
     depth, width = c["depth"], c["width"]
     out = []
@@ -675,6 +895,7 @@ TRAINING_EXPECTED = {("relu", "he"): True, ("relu", "xavier"): False, ("relu", "
 def depth_training_conclusions(res: Result) -> list[str]:
     """Which (activation, scheme) trained according to the rows of ``depth_training``, and an
     ``UNEXPECTED`` line for each row that contradicts ``TRAINING_EXPECTED``."""
+    _check_result(res, "depth_training", "depth_training_conclusions")
     rows = res.rows
     out = ["trained: " + _names([f"{r['activation']} {r['scheme']}" for r in rows if r["trains"]]),
            "did not train: " + _names([f"{r['activation']} {r['scheme']}"
@@ -697,7 +918,7 @@ _DEMO_RUNS = tuple(("relu", s) for s in DEPTH_SCHEMES) + (("tanh", "xavier"), ("
 
 def demo_settings(quick: bool = False) -> dict:
     """The settings ``symbreak-fast demo`` runs (``quick``: tiny sizes for tests, seconds)."""
-    if quick:
+    if _bool_arg(quick, "quick"):
         return dict(symmetry=dict(sizes=(2, 8, 8, 2), n=128, steps=60, batch=128, lr=0.1),
                     signal=dict(depth=30, width=16, batch=64),
                     training=dict(depth=30, width=16, n=128, steps=20, batch=64, runs=_DEMO_RUNS))
@@ -709,6 +930,11 @@ def demo_settings(quick: bool = False) -> dict:
 def pivot(rows, index, columns, value, keep=None) -> list[dict]:
     """Wide table from tidy ``rows``: one dict per ``index`` value (in first-seen order, filtered by
     ``keep``) with one key per ``columns`` value holding ``value``."""
+    _check_rows(rows, "pivot")
+    for k, role in ((index, "index"), (columns, "columns"), (value, "value")):
+        for i, r in enumerate(rows):
+            if k not in r:
+                raise ValueError(f"pivot: row {i} has no key {k!r} (the {role} argument); its keys are {list(r)}")
     out = {}
     for r in rows:
         k = r[index]
@@ -720,8 +946,16 @@ def pivot(rows, index, columns, value, keep=None) -> list[dict]:
 
 def write_plots(sym: Result, sig: Result, train: Result, out_dir) -> list[str]:
     """PNG plots of the three results into ``out_dir`` (created); returns the paths written.
-    Needs matplotlib (``pip install "symbreak-fast[plot]"``); ImportError otherwise."""
-    import os
+    Needs matplotlib (``pip install "symbreak-fast[plot]"``); ImportError otherwise. The results
+    and ``out_dir`` are checked before the folder is created."""
+    for res, name in ((sym, "symmetry"), (sig, "depth_signal"), (train, "depth_training")):
+        _check_result(res, name, "write_plots")
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a folder name (a str or os.PathLike), got {type(out_dir).__name__}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"out_dir {os.fspath(out_dir)} is an existing file; give a folder for the plots")
+    if not sym.rows:
+        raise ValueError("write_plots: the symmetry Result has no rows (symmetry_experiment with no schemes?)")
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -179,7 +179,7 @@ def test_depth_training_conclusions_flag_contradictions():
     assert not [x for x in lines if x.startswith(lab.UNEXPECTED)]
     rows[1].update(accuracy=0.9, trains=True)
     rows[2].update(accuracy=0.3, trains=False)
-    flags = [x for x in lab.depth_training_conclusions(lab.Result("t", rows, {})) if x.startswith(lab.UNEXPECTED)]
+    flags = [x for x in lab.depth_training_conclusions(lab.Result("depth_training", rows, {})) if x.startswith(lab.UNEXPECTED)]
     assert len(flags) == 2 and "relu xavier trained" in flags[0] and "relu he did not train" in flags[1]
 
 
