@@ -105,7 +105,8 @@ def dt_ceil(x: float, name: str) -> float:
     if name == "float64":
         return x
     if name == "float32":
-        r = float(np.float32(x))
+        with np.errstate(over="ignore"):       # |x| beyond float32's range rounds to inf, as intended
+            r = float(np.float32(x))
         if r < x:
             r = float(np.nextafter(np.float32(r), np.float32(np.inf)))
         return _signed_zero_like(r, x)
