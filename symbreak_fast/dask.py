@@ -318,10 +318,11 @@ def map_ordered(func, tasks, client=None, max_in_flight=None):
     return _map_client(func, it, client, max_in_flight)
 
 
-def _map_threads(func, tasks, max_in_flight):
+def _map_window(submit, tasks, max_in_flight, finish):
+    """Yield ``submit(task).result()`` in task order with at most ``max_in_flight`` futures
+    pending; ``finish(fut)`` releases a future once its result is out."""
     it = iter(tasks)
     pending = deque()
-    pool = ThreadPoolExecutor(max_workers=min(_cpu_threads(), max_in_flight), thread_name_prefix="map_ordered")
     try:
         while True:
             # the result yielded last was consumed: refill to the window
@@ -329,39 +330,31 @@ def _map_threads(func, tasks, max_in_flight):
                 t = next(it, _END)
                 if t is _END:
                     break
-                pending.append(pool.submit(func, t))
+                pending.append(submit(t))
             if not pending:
                 return
             fut = pending.popleft()
             r = fut.result()
+            finish(fut)
             del fut
             yield r            # alive now: r and len(pending) <= max_in_flight - 1 others
             del r
+    finally:
+        for fut in pending:
+            fut.cancel()
+
+
+def _map_threads(func, tasks, max_in_flight):
+    pool = ThreadPoolExecutor(max_workers=min(_cpu_threads(), max_in_flight), thread_name_prefix="map_ordered")
+    try:
+        yield from _map_window(lambda t: pool.submit(func, t), tasks, max_in_flight, lambda fut: None)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _map_client(func, tasks, client, max_in_flight):
-    it = iter(tasks)
-    pending = deque()
-    try:
-        while True:
-            while len(pending) < max_in_flight:
-                t = next(it, _END)
-                if t is _END:
-                    break
-                pending.append(client.submit(func, t, pure=False))
-            if not pending:
-                return
-            fut = pending.popleft()
-            r = fut.result()
-            fut.release()
-            del fut
-            yield r
-            del r
-    finally:
-        if pending:
-            client.cancel(list(pending))
+    yield from _map_window(lambda t: client.submit(func, t, pure=False), tasks, max_in_flight,
+                           lambda fut: fut.release())
 
 
 _END = object()
