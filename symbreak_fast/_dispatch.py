@@ -189,6 +189,15 @@ def _reason(name: str, rule: str, size: int) -> str:
                           f"process < {NUMBA_MIN_ELEMENTS}: cheaper than starting numba"}[rule]
 
 
+def planned_cpu_backend(total_elements: int) -> str | None:
+    """For one job that generates ``total_elements`` on the CPU in many calls (``save_init``'s
+    chunks): the backend the auto rule settles on for the whole job, so that its first chunks
+    don't go to the reference only because each is small; None when the choice is not
+    automatic (a ``use_backend`` block or ``SYMBREAK_BACKEND`` decides)."""
+    name, rule = _choose(None, total_elements, "cpu")
+    return name if rule.startswith("auto") else None
+
+
 def auto_cpu_backend(size: int) -> str:
     """The CPU backend auto would pick for ``size`` elements (ignores backend=/use_backend/env)."""
     if "numba" in _LOADED or (size + _AUTO_NUMPY_ELEMENTS[0] >= NUMBA_MIN_ELEMENTS

@@ -49,6 +49,7 @@ dtype=<the same dtype>)``; the metadata's spec records every entry's dtype and n
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -67,6 +68,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _dispatch
 from ._indexing import normalize_shape
 from ._key import Key, as_key
 from ._request import dtype_name, is_bfloat16, normalize_dtype
@@ -569,7 +571,10 @@ def save_init(spec, path, key, *, dtype="bfloat16", chunk_bytes: int = DEFAULT_C
     try:
         with os.fdopen(fd, "wb", buffering=0) as f:
             bar = _progress_bar(progress, plan.file_bytes, os.path.basename(path))
-            stats = _write_pipelined(f.fileno(), plan, bar, direct=USE_O_DIRECT, results=results)
+            # the whole job's element count decides the auto backend once (not each small chunk)
+            job_backend = None if results is not None else _dispatch.planned_cpu_backend(plan.params)
+            with _dispatch.use_backend(job_backend) if job_backend else contextlib.nullcontext():
+                stats = _write_pipelined(f.fileno(), plan, bar, direct=USE_O_DIRECT, results=results)
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)

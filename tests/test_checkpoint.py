@@ -616,3 +616,28 @@ def test_cli_dask_engine_scheduler_and_workers(tmp_path, capsys, monkeypatch):
         assert main(["init", str(spec_file), "-o", str(tmp_path / "no" / "x.safetensors"), "--engine", "dask",
                      "--scheduler", cluster.scheduler_address]) == 2
         assert "does not exist" in capsys.readouterr().err
+
+
+_FRESH_SAVE = r"""
+import sys
+import symbreak_fast as sbf
+from symbreak_fast import _dispatch
+spec = {f"w{i}": ((1024, 1024), "he_normal") for i in range(9)}     # 9 x 2**20 > 2**23 elements
+r = sbf.save_init(spec, sys.argv[1], 0, dtype="bfloat16", chunk_bytes=1 << 21, progress=False)
+print(r["chunks"], _dispatch._AUTO_NUMPY_ELEMENTS[0], "numba" in _dispatch._LOADED)
+"""
+
+
+def test_fresh_process_save_init_picks_the_backend_for_the_whole_job(tmp_path):
+    """Each 1 MiB chunk is far below the auto rule's 2**23 elements, but the job is above it:
+    a fresh process uses Numba from the first chunk instead of renting the NumPy reference
+    (whose temporaries would exceed the chunk budget) chunk by chunk."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "SYMBREAK_BACKEND"}
+    r = subprocess.run([sys.executable, "-c", _FRESH_SAVE, str(tmp_path / "m.safetensors")], env=env,
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    chunks, rented, numba_loaded = r.stdout.split()
+    # rented: only plan_init's one-element validation probe per tensor went to the reference
+    assert int(chunks) > 9 and int(rented) == 9 and numba_loaded == "True"   # several chunks per tensor
