@@ -651,6 +651,9 @@ def init_params(spec, key, *, dtype="float32", backend=None, device=None, flat=F
         return _init_params(entries, key, backend=backend, chunks=chunks)
     # where the arrays live: decided once, every check done before anything is written
     _, impl, dev = _dispatch.select(backend, 0, device, None)
+    if backend is None and dev is None and \
+            _dispatch.planned_cpu_backend(sum(math.prod(s) for _, s, _, _ in entries)) == "numba":
+        backend = "numba"   # the whole spec's size decides the auto rule once, not each tensor's
     if flat:
         dts = {normalize_dtype(kw["dtype"]) for _, _, _, kw in entries}
         if len(dts) > 1:

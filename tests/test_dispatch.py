@@ -637,3 +637,25 @@ def test_torch_gpu_fill_decision(gpu, monkeypatch):
     assert st._gpu_fill_wanted(None) is False      # no usable GPU backend: generate on the CPU and copy
     with pytest.raises(ValueError, match="unknown backend"):
         st._gpu_fill_wanted("tpu")
+
+
+_FRESH_INIT_PARAMS = r"""
+import symbreak_fast as sbf
+from symbreak_fast import _dispatch
+spec = {f"w{i}": ((1024, 1024), "he_normal") for i in range(9)}     # 9 x 2**20 > 2**23 elements
+sbf.init_params(spec, 0)
+small = sbf.init_params({"b": ((8,), "zeros"), "w": ((4, 4), "xavier_uniform")}, 0)
+print(_dispatch._AUTO_NUMPY_ELEMENTS[0], "numba" in _dispatch._LOADED)
+"""
+
+
+def test_init_params_decides_the_auto_backend_for_the_whole_spec(tmp_path):
+    """Every tensor is below 2**23 elements but the spec is above: a fresh process generates
+    all of it with Numba instead of renting the reference for the first tensors."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "SYMBREAK_BACKEND"}
+    r = subprocess.run([sys.executable, "-c", _FRESH_INIT_PARAMS], env=env, capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["0", "True"]
