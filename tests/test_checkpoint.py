@@ -290,19 +290,26 @@ def test_metadata_reproduces_the_file(tmp_path):
     _check_equal(path, params, int(meta["symbreak_fast.seed"]), "bfloat16")
 
 
+def _fail_on_chunk(monkeypatch, n, exc):
+    """Make the n-th chunk rendered raise ``exc`` (the others are rendered for real); returns the
+    list of rendered tasks (clear it to arm the failure again)."""
+    real, calls = C.render_chunk, []
+
+    def failing(task, out=None):
+        calls.append(task)
+        if len(calls) == n:
+            raise exc
+        return real(task, out)
+
+    monkeypatch.setattr(C, "render_chunk", failing)
+    return calls
+
+
 @pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
 def test_failure_mid_write_keeps_the_previous_file(tmp_path, monkeypatch, exc):
     path = tmp_path / "m.safetensors"
     path.write_bytes(b"previous")
-    real, calls = C.render_chunk, []
-
-    def flaky(task, out=None):
-        calls.append(task)
-        if len(calls) == 4:
-            raise exc
-        return real(task, out)
-
-    monkeypatch.setattr(C, "render_chunk", flaky)
+    calls = _fail_on_chunk(monkeypatch, 4, exc)
     with pytest.raises(type(exc)):
         C.save_init(SPEC, path, 0, chunk_bytes=32, progress=False)
     assert path.read_bytes() == b"previous" and not _leftovers(tmp_path)
@@ -529,15 +536,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
 def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     spec_file = tmp_path / "s.json"
     spec_file.write_text(json.dumps({"params": SPEC}))
-    real, calls = C.render_chunk, []
-
-    def interrupted(task, out=None):
-        calls.append(task)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(task, out)
-
-    monkeypatch.setattr(C, "render_chunk", interrupted)
+    calls = _fail_on_chunk(monkeypatch, 3, KeyboardInterrupt())
     target = tmp_path / "m.safetensors"
     assert main(["init", str(spec_file), "-o", str(target), "--chunk-mb", "0.0001", "--no-progress"]) == 130
     assert "interrupted" in capsys.readouterr().err

@@ -192,35 +192,37 @@ def test_threads_under_the_workqueue_layer():
 # ---------------------------------------------------------------------------
 # float32-family kernels only (the float64 family would double the cold compile time and is
 # the same code path): serial and parallel launch variants, every distribution and dtype
-CHILD = r"""
-import hashlib, sys
-import numpy as np
+DIGEST = r"""
+import hashlib
 import symbreak_fast as sbf
+
+
+def digest(backend):
+    h = hashlib.sha256()
+    for dt in ("float32", "float16", "bfloat16"):
+        for n in (1000, 300001):
+            h.update(sbf.uniform((n,), 5, -1.0, 2.0, dtype=dt, backend=backend).tobytes())
+            h.update(sbf.normal((n,), 5, 0.5, 3.0, dtype=dt, backend=backend).tobytes())
+            h.update(sbf.truncated_normal((n,), 5, 0.0, 1.0, -2.0, 1.0, dtype=dt, backend=backend).tobytes())
+    h.update(sbf.random_bits((300001,), 5, backend=backend).tobytes())
+    return h.hexdigest()
+"""
+CHILD = DIGEST + r"""
+import sys
 from symbreak_fast.backends import numba_cpu
 from numba.core import config
 print(sbf.__file__, file=sys.stderr)
-h = hashlib.sha256()
-for dt in ("float32", "float16", "bfloat16"):
-    for n in (1000, 300001):
-        h.update(sbf.uniform((n,), 5, -1.0, 2.0, dtype=dt, backend="numba").tobytes())
-        h.update(sbf.normal((n,), 5, 0.5, 3.0, dtype=dt, backend="numba").tobytes())
-        h.update(sbf.truncated_normal((n,), 5, 0.0, 1.0, -2.0, 1.0, dtype=dt, backend="numba").tobytes())
-h.update(sbf.random_bits((300001,), 5, backend="numba").tobytes())
+d = digest("numba")
 hits = sum(sum(f.stats.cache_hits.values()) for f in (numba_cpu.fill32, numba_cpu.fill32_serial))
 misses = sum(sum(f.stats.cache_misses.values()) for f in (numba_cpu.fill32, numba_cpu.fill32_serial))
-print(h.hexdigest(), hits, misses, config.CACHE_DIR or "-")
+print(d, hits, misses, config.CACHE_DIR or "-")
 """
 
 
 def _reference_digest():
-    h = hashlib.sha256()
-    for dt in ("float32", "float16", "bfloat16"):
-        for n in (1000, 300001):
-            h.update(sbf.uniform((n,), 5, -1.0, 2.0, dtype=dt, backend="numpy").tobytes())
-            h.update(sbf.normal((n,), 5, 0.5, 3.0, dtype=dt, backend="numpy").tobytes())
-            h.update(sbf.truncated_normal((n,), 5, 0.0, 1.0, -2.0, 1.0, dtype=dt, backend="numpy").tobytes())
-    h.update(sbf.random_bits((300001,), 5, backend="numpy").tobytes())
-    return h.hexdigest()
+    scope = {}
+    exec(DIGEST, scope)            # the same function the child processes run, on the reference
+    return scope["digest"]("numpy")
 
 
 def _child_env(**extra):
